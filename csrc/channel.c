@@ -1,0 +1,708 @@
+/* Channels: as_channel's one object with two transports. This file holds
+ * the channel userdata and its HTTP transport (chunked streaming and
+ * long-polling); the WebSocket transport plugs into the same methods.
+ *
+ * Lifetime: the channel lives in its userdata's memory. While attached to
+ * a connection (open, or closed with sends not yet written) the registry
+ * anchors it (self_ref), and while a callback of it runs, hold_ref does, so
+ * the C pointers the connection and tasks keep stay valid. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rl.h"
+
+/* user values of the channel userdata */
+enum { CH_OPTS = 1, CH_REQ = 2, CH_RESP = 3 };
+
+typedef struct {
+  uint64_t mark; /* done when conn->written_total reaches it */
+  int ok_ref;    /* registry: on_success or LUA_NOREF */
+  int err_ref;   /* registry: on_error or LUA_NOREF */
+} rl_send;
+
+struct rl_channel {
+  rl_ctx *ctx;
+  rl_conn *conn;   /* attached connection, NULL once released */
+  rl_conn *origin; /* the connection of the request it was made for */
+  int self_ref;    /* registry: the userdata while attached */
+  int hold_ref;    /* registry: the userdata while callbacks run */
+  int running;     /* callbacks running */
+  int closed;      /* closed: is_open() false, send returns nil */
+  int close_fired; /* on_close has been called */
+  int head_sent;
+  int chunked;          /* HTTP stream framed with chunks */
+  uint64_t timeout;     /* ms, 0 = none */
+  uv_timer_t *timer;    /* malloc'd; freed by its close callback */
+  rl_send *sends;       /* malloc'd FIFO of sends waiting to be written */
+  size_t nsends, send_head, send_cap;
+};
+
+static const char *const ch_opts[] = {
+    "on_open", "on_message", "on_close",      "on_error",     "on_pong",
+    "on_drain", "timeout",   "ping_interval", "max_buffered", NULL};
+
+rl_channel *rl__channel_test(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, RL_CHANNEL_MT);
+}
+
+static rl_channel *check_ch(lua_State *L) {
+  return luaL_checkudata(L, 1, RL_CHANNEL_MT);
+}
+
+static void push_self(lua_State *L, rl_channel *ch) {
+  if (ch->self_ref != LUA_NOREF)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->self_ref);
+  else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->hold_ref);
+}
+
+/* ---- calling the user's callbacks ----------------------------------------- */
+
+static void ch_unhold(lua_State *L, rl_channel *ch) {
+  if (--ch->running == 0 && !ch->ctx->closing) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ch->hold_ref);
+    ch->hold_ref = LUA_NOREF;
+  }
+}
+
+static void call_on_error(lua_State *L, rl_channel *ch, int uidx,
+                          const char *err);
+
+static void cb_done(rl_task *t, lua_State *co, int status, int nres) {
+  rl_channel *ch = t->data;
+  lua_State *L = ch->ctx->L;
+  (void)nres;
+  if (status != LUA_OK) {
+    /* the channel userdata is the coroutine's first value no more; push it
+     * from the hold anchor */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->hold_ref);
+    call_on_error(L, ch, lua_gettop(L), lua_tostring(co, -1));
+    lua_pop(L, 1);
+  }
+  ch_unhold(L, ch);
+}
+
+static void err_done(rl_task *t, lua_State *co, int status, int nres) {
+  rl_channel *ch = t->data;
+  (void)nres;
+  if (status != LUA_OK)
+    rl__log("on_error failed: %s", lua_tostring(co, -1));
+  ch_unhold(ch->ctx->L, ch);
+}
+
+/* Call fn (below nargs args on L) in a task; its errors go to on_error
+ * (or are only logged, for on_error itself). */
+static void ch_start(lua_State *L, rl_channel *ch, int nargs, int is_err) {
+  if (ch->running++ == 0) {
+    push_self(L, ch);
+    ch->hold_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  (void)rl__task_start(L, nargs, is_err ? err_done : cb_done, ch);
+}
+
+/* Call opts[name](ch, ...) with nargs extra args already on L. The
+ * userdata is at uidx. */
+static void ch_call(lua_State *L, rl_channel *ch, int uidx, const char *name,
+                    int nargs) {
+  lua_getiuservalue(L, uidx, CH_OPTS);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1 + nargs);
+    return;
+  }
+  lua_insert(L, -1 - nargs);
+  lua_pushvalue(L, uidx);
+  lua_insert(L, -1 - nargs);
+  ch_start(L, ch, nargs + 1, strcmp(name, "on_error") == 0);
+}
+
+static void call_on_error(lua_State *L, rl_channel *ch, int uidx,
+                          const char *err) {
+  lua_pushstring(L, err ? err : "(no message)");
+  lua_getiuservalue(L, uidx, CH_OPTS);
+  lua_getfield(L, -1, "on_error");
+  int have = !lua_isnil(L, -1);
+  lua_pop(L, 2);
+  if (!have) {
+    rl__log("channel error: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return;
+  }
+  ch_call(L, ch, uidx, "on_error", 1);
+}
+
+/* ---- sends waiting for their bytes to be written ------------------------- */
+
+static int push_send(lua_State *L, rl_channel *ch, uint64_t mark, int ok_idx,
+                     int err_idx) {
+  if (ok_idx == 0 && err_idx == 0)
+    return 0;
+  if (ch->send_head + ch->nsends == ch->send_cap) {
+    if (ch->send_head > 0) {
+      memmove(ch->sends, ch->sends + ch->send_head,
+              ch->nsends * sizeof *ch->sends);
+      ch->send_head = 0;
+    } else {
+      size_t cap = ch->send_cap ? ch->send_cap * 2 : 4;
+      rl_send *p = realloc(ch->sends, cap * sizeof *p);
+      if (p == NULL)
+        return luaL_error(L, "out of memory");
+      ch->sends = p;
+      ch->send_cap = cap;
+    }
+  }
+  rl_send *s = &ch->sends[ch->send_head + ch->nsends];
+  s->mark = mark;
+  s->ok_ref = s->err_ref = LUA_NOREF;
+  if (ok_idx) {
+    lua_pushvalue(L, ok_idx);
+    s->ok_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  if (err_idx) {
+    lua_pushvalue(L, err_idx);
+    s->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  ch->nsends++;
+  return 0;
+}
+
+/* Fire on_success for sends written (ok) or on_error for all (failed). */
+static void settle_sends(lua_State *L, rl_channel *ch, int failed) {
+  uint64_t written = ch->conn ? ch->conn->written_total : 0;
+  while (ch->nsends > 0) {
+    rl_send s = ch->sends[ch->send_head];
+    if (!failed && s.mark > written)
+      break;
+    ch->send_head++;
+    ch->nsends--;
+    int ref = failed ? s.err_ref : s.ok_ref;
+    luaL_unref(L, LUA_REGISTRYINDEX, failed ? s.ok_ref : s.err_ref);
+    if (ref == LUA_NOREF)
+      continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    int nargs = 0;
+    if (failed) {
+      lua_pushliteral(L, "connection closed before the message was sent");
+      nargs = 1;
+    }
+    ch_start(L, ch, nargs, 0);
+  }
+  if (ch->nsends == 0)
+    ch->send_head = 0;
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static void ch_stop_timer(rl_channel *ch) {
+  if (ch->timer) {
+    ch->timer->data = NULL;
+    uv_close((uv_handle_t *)ch->timer, rl__handle_free);
+    ch->timer = NULL;
+  }
+}
+
+/* Let go of the connection. */
+static void ch_release(lua_State *L, rl_channel *ch, int response_done) {
+  rl_conn *c = ch->conn;
+  if (c == NULL)
+    return;
+  ch->conn = NULL;
+  c->channel = NULL;
+  ch_stop_timer(ch);
+  if (!ch->ctx->closing) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ch->self_ref);
+  }
+  ch->self_ref = LUA_NOREF;
+  if (response_done)
+    rl__conn_response_done(c);
+}
+
+static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
+                       const char *reason) {
+  if (ch->close_fired)
+    return;
+  ch->close_fired = 1;
+  lua_createtable(L, 0, 2);
+  if (code) {
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, reason ? reason : "");
+    lua_setfield(L, -2, "reason");
+  }
+  ch_call(L, ch, uidx, "on_close", 1);
+}
+
+/* Close the HTTP stream gracefully: end the response, fire on_close, and
+ * release the connection once every send has been written. The userdata is
+ * at uidx. */
+static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
+  rl_conn *c = ch->conn;
+  if (ch->closed || c == NULL)
+    return;
+  ch->closed = 1;
+  ch_stop_timer(ch);
+  const char *err = NULL;
+  if (!ch->head_sent) {
+    lua_getiuservalue(L, uidx, CH_RESP);
+    lua_getfield(L, -1, "status");
+    int status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 200;
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "headers");
+    int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
+    if (rl__write_head(c, L, status, hidx, RL_FRAME_LENGTH, 0, &err)) {
+      rl__log("channel response: %s", err);
+      rl__respond_error(c, 500, NULL);
+    }
+    lua_pop(L, 2);
+    ch->head_sent = 1;
+  } else if (ch->chunked) {
+    rl__conn_write(c, "0\r\n\r\n", 5);
+  } else {
+    c->keep_alive = 0; /* a close-delimited stream */
+  }
+  fire_close(L, ch, uidx, 0, NULL);
+  if (ch->conn && ch->nsends == 0)
+    ch_release(L, ch, 1);
+}
+
+static int detach_p(lua_State *L) {
+  rl_channel *ch = lua_touserdata(L, 1);
+  push_self(L, ch);
+  int uidx = lua_gettop(L);
+  ch->closed = 1;
+  ch_stop_timer(ch);
+  fire_close(L, ch, uidx, 0, NULL);
+  settle_sends(L, ch, 1);
+  ch_release(L, ch, 0);
+  return 0;
+}
+
+void rl__channel_detach(rl_channel *ch, int code, const char *reason) {
+  (void)code;
+  (void)reason;
+  if (ch->ctx->closing) {
+    ch->closed = 1;
+    ch->conn->channel = NULL;
+    ch->conn = NULL;
+    ch_stop_timer(ch);
+    return;
+  }
+  rl__protect(ch->ctx->L, detach_p, ch);
+}
+
+static int written_p(lua_State *L) {
+  rl_channel *ch = lua_touserdata(L, 1);
+  settle_sends(L, ch, 0);
+  if (ch->closed && ch->nsends == 0 && ch->conn)
+    ch_release(L, ch, 1);
+  return 0;
+}
+
+void rl__channel_written(rl_channel *ch) {
+  if (ch->nsends == 0 && !ch->closed)
+    return;
+  rl__protect(ch->ctx->L, written_p, ch);
+}
+
+static int timeout_p(lua_State *L) {
+  rl_channel *ch = lua_touserdata(L, 1);
+  push_self(L, ch);
+  ch_finish(L, ch, lua_gettop(L));
+  return 0;
+}
+
+static void timeout_cb(uv_timer_t *t) {
+  rl_channel *ch = t->data;
+  if (ch)
+    rl__protect(ch->ctx->L, timeout_p, ch);
+}
+
+/* ---- attaching: the handler returned the channel's response ---------------- */
+
+static int open_p(lua_State *L) {
+  rl_channel *ch = lua_touserdata(L, 1);
+  push_self(L, ch);
+  ch_call(L, ch, lua_gettop(L), "on_open", 0);
+  return 0;
+}
+
+int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
+                       const char **err) {
+  int uidx = lua_absindex(L, -1); /* the body: the channel userdata */
+  if (ch->origin != c || ch->conn || ch->closed) {
+    *err = "the channel was made for another request or is closed";
+    return -1;
+  }
+  lua_pushvalue(L, ridx);
+  lua_setiuservalue(L, uidx, CH_RESP);
+  lua_pushvalue(L, uidx);
+  ch->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ch->conn = c;
+  c->channel = ch;
+  c->state = RL_CHANNEL;
+  if (ch->timeout > 0) {
+    ch->timer = malloc(sizeof *ch->timer);
+    if (ch->timer) {
+      uv_timer_init(c->ctx->loop, ch->timer);
+      ch->timer->data = ch;
+      uv_timer_start(ch->timer, timeout_cb, ch->timeout, 0);
+    }
+  }
+  /* on_open runs once the handler's coroutine is done with this one */
+  rl__protect(L, open_p, ch);
+  return 0;
+}
+
+/* ---- as_channel ---------------------------------------------------------------- */
+
+int rl__as_channel(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int has_opts = !lua_isnoneornil(L, 2);
+  if (has_opts)
+    luaL_checktype(L, 2, LUA_TTABLE);
+  rl_ctx *ctx = rl__ctx(L);
+  lua_Integer timeout = 0;
+  /* copy and check the options: unknown names and wrong types raise */
+  lua_createtable(L, 0, 6);
+  int oidx = lua_gettop(L);
+  if (has_opts) {
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                      : NULL;
+      int i = 0;
+      while (k && ch_opts[i] && strcmp(ch_opts[i], k) != 0)
+        i++;
+      if (k == NULL || ch_opts[i] == NULL)
+        return luaL_error(L, "as_channel: unknown option '%s'",
+                          k ? k : luaL_typename(L, -2));
+      if (strncmp(k, "on_", 3) == 0) {
+        if (!lua_isfunction(L, -1))
+          return luaL_error(L, "as_channel: option '%s' must be a function",
+                            k);
+      } else {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+          return luaL_error(L,
+                            "as_channel: option '%s' must be an integer >= 0",
+                            k);
+        if (strcmp(k, "timeout") == 0)
+          timeout = lua_tointeger(L, -1);
+      }
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, oidx);
+    }
+  }
+  /* which connection is this request on? */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->reqs_ref);
+  lua_pushvalue(L, 1);
+  lua_rawget(L, -2);
+  rl_conn *c = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+
+  rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, 3);
+  memset(ch, 0, sizeof *ch);
+  ch->ctx = ctx;
+  ch->self_ref = ch->hold_ref = LUA_NOREF;
+  ch->timeout = (uint64_t)timeout;
+  ch->origin = c;
+  ch->closed = c == NULL; /* the request's connection is already gone */
+  luaL_setmetatable(L, RL_CHANNEL_MT);
+  int uidx = lua_gettop(L);
+  lua_pushvalue(L, oidx);
+  lua_setiuservalue(L, uidx, CH_OPTS);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, uidx, CH_REQ);
+
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, 200);
+  lua_setfield(L, -2, "status");
+  lua_newtable(L);
+  lua_setfield(L, -2, "headers");
+  lua_pushvalue(L, uidx);
+  lua_setfield(L, -2, "body");
+  return 1;
+}
+
+/* ---- methods --------------------------------------------------------------------- */
+
+/* The bytes of a message (string, array of strings, file, iterator),
+ * pushed as one string. */
+static void gather(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_Buffer b;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    lua_pushliteral(L, "");
+    return;
+  case LUA_TSTRING:
+    lua_pushvalue(L, idx);
+    return;
+  case LUA_TTABLE: {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    luaL_buffinit(L, &b);
+    for (lua_Integer i = 1; i <= n; i++) {
+      if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
+        luaL_error(L, "send: a message array may hold only strings");
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return;
+  }
+  case LUA_TFUNCTION:
+    luaL_buffinit(L, &b);
+    for (;;) {
+      lua_pushvalue(L, idx);
+      lua_call(L, 0, 1);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "send: an iterator must return strings, then nil");
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return;
+  case LUA_TUSERDATA:
+    if (luaL_testudata(L, idx, LUA_FILEHANDLE)) {
+      lua_getfield(L, idx, "read");
+      lua_pushvalue(L, idx);
+      lua_pushliteral(L, "a");
+      lua_call(L, 2, 1);
+      if (!lua_isstring(L, -1))
+        luaL_error(L, "send: cannot read the file");
+      lua_getfield(L, idx, "close");
+      lua_pushvalue(L, idx);
+      lua_call(L, 1, 0);
+      return;
+    }
+    /* fall through */
+  default:
+    luaL_error(L, "send: a message must be a string, an array of strings, "
+                  "a file or an iterator function (got %s)",
+               luaL_typename(L, idx));
+  }
+}
+
+/* headers: base (pending response) with over's entries replacing them,
+ * names compared case-insensitively; pushes the merged table. */
+static void merge_headers(lua_State *L, int base, int over) {
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  int src[2] = {base, over};
+  for (int i = 0; i < 2; i++) {
+    if (!src[i] || !lua_istable(L, src[i]))
+      continue;
+    lua_pushnil(L);
+    while (lua_next(L, src[i])) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        size_t n;
+        const char *k = lua_tolstring(L, -2, &n);
+        luaL_Buffer b;
+        char *d = luaL_buffinitsize(L, &b, n);
+        for (size_t j = 0; j < n; j++)
+          d[j] = (char)((k[j] >= 'A' && k[j] <= 'Z') ? k[j] + 32 : k[j]);
+        luaL_pushresultsize(&b, n);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, t);
+      }
+      lua_pop(L, 1);
+    }
+  }
+}
+
+static int ch_send(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  int ok_idx = 0, err_idx = 0, close = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                      : "?";
+      if (strcmp(k, "close") == 0 || strcmp(k, "binary") == 0) {
+        if (!lua_isboolean(L, -1))
+          return luaL_error(L, "send: option '%s' must be a boolean", k);
+        if (k[0] == 'c')
+          close = lua_toboolean(L, -1);
+      } else if (strcmp(k, "on_success") == 0 || strcmp(k, "on_error") == 0) {
+        if (!lua_isfunction(L, -1))
+          return luaL_error(L, "send: option '%s' must be a function", k);
+      } else {
+        return luaL_error(L, "send: unknown option '%s'", k);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 3);
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "on_success");
+    lua_getfield(L, 3, "on_error");
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  ok_idx = lua_isnil(L, 4) ? 0 : 4;
+  err_idx = lua_isnil(L, 5) ? 0 : 5;
+
+  rl_conn *c = ch->conn;
+  int is_map = 0;
+  if (lua_istable(L, 2)) {
+    is_map = lua_getfield(L, 2, "status") != LUA_TNIL ||
+             lua_getfield(L, 2, "headers") != LUA_TNIL ||
+             lua_getfield(L, 2, "body") != LUA_TNIL;
+    lua_settop(L, 5);
+  }
+  if (ch->closed || c == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (is_map && ch->head_sent)
+    return luaL_error(L, "send: a response table ({status=, headers=, "
+                         "body=}) is allowed only on the first send to an "
+                         "HTTP stream");
+  /* 6: status, 7: merged headers, 8: data */
+  lua_getiuservalue(L, 1, CH_RESP);
+  int resp = lua_gettop(L);
+  lua_getfield(L, resp, "status");
+  if (is_map && lua_getfield(L, 2, "status") != LUA_TNIL)
+    lua_replace(L, -2);
+  else if (is_map)
+    lua_pop(L, 1);
+  int sidx = lua_gettop(L);
+  lua_getfield(L, resp, "headers");
+  int bh = lua_gettop(L);
+  int oh = 0;
+  if (is_map) {
+    lua_getfield(L, 2, "headers");
+    oh = lua_gettop(L);
+  }
+  merge_headers(L, bh, oh);
+  int hidx = lua_gettop(L);
+  if (is_map)
+    lua_getfield(L, 2, "body");
+  else
+    lua_pushvalue(L, 2);
+  gather(L, -1);
+  size_t n;
+  const char *data = lua_tolstring(L, -1, &n);
+  c = ch->conn; /* gathering ran Lua code */
+  if (ch->closed || c == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (!ch->head_sent) {
+    int status = lua_isnil(L, sidx) ? 200 : (int)luaL_optinteger(L, sidx, 200);
+    int framing = close                 ? RL_FRAME_LENGTH
+                  : c->http_minor >= 1 ? RL_FRAME_CHUNKED
+                                       : RL_FRAME_CLOSE;
+    const char *err = NULL;
+    if (rl__write_head(c, L, status, hidx, framing, n, &err))
+      return luaL_error(L, "send: %s", err);
+    ch->head_sent = 1;
+    ch->chunked = framing == RL_FRAME_CHUNKED;
+    if (close) {
+      if (!c->head_only)
+        rl__conn_write(c, data, n);
+      ch->chunked = 0;
+    }
+  }
+  if (!close || ch->chunked) {
+    if (c->head_only)
+      ;
+    else if (ch->chunked)
+      rl__chunk(c, data, n);
+    else
+      rl__conn_write(c, data, n);
+  }
+  push_send(L, ch, c->queued_total, ok_idx, err_idx);
+  if (close)
+    ch_finish(L, ch, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int ch_close(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  if (ch->closed || ch->conn == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  ch_finish(L, ch, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int ch_is_open(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  lua_pushboolean(L, ch->conn != NULL && !ch->closed);
+  return 1;
+}
+
+static int ch_is_websocket(lua_State *L) {
+  check_ch(L);
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+static int ch_originating_request(lua_State *L) {
+  check_ch(L);
+  lua_getiuservalue(L, 1, CH_REQ);
+  return 1;
+}
+
+static int ch_buffered_amount(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  lua_pushinteger(L, ch->conn ? (lua_Integer)rl__conn_buffered(ch->conn) : 0);
+  return 1;
+}
+
+static int ch_ping(lua_State *L) {
+  check_ch(L);
+  return luaL_error(L, "ping: this channel is an HTTP stream, not a "
+                       "WebSocket");
+}
+
+static int ch_tostring(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  lua_pushfstring(L, "ringlet.channel (http, %s)",
+                  ch->conn && !ch->closed ? "open" : "closed");
+  return 1;
+}
+
+static int ch_gc(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  /* Anchored while attached or running, so nothing of libuv's is left;
+   * drop what a never-attached channel may hold. */
+  for (size_t i = 0; i < ch->nsends; i++) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ch->sends[ch->send_head + i].ok_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ch->sends[ch->send_head + i].err_ref);
+  }
+  free(ch->sends);
+  ch->sends = NULL;
+  ch->nsends = 0;
+  return 0;
+}
+
+void rl__channel_open_lib(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"send", ch_send},
+      {"close", ch_close},
+      {"is_open", ch_is_open},
+      {"is_websocket", ch_is_websocket},
+      {"originating_request", ch_originating_request},
+      {"buffered_amount", ch_buffered_amount},
+      {"ping", ch_ping},
+      {NULL, NULL}};
+  luaL_newmetatable(L, RL_CHANNEL_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, ch_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, ch_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,174 @@
+/* ringlet app.lua [--port N] [--ip A]
+ *
+ * Runs an app file. The file returns a handler function, or a table
+ * {handler = fn, options = {...}}, or nothing (it started its own servers).
+ * SIGINT and SIGTERM stop the servers gracefully. */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringlet.h"
+
+#define STOP_TIMEOUT_MS 1000
+#define FORCE_EXIT_MS 5000
+
+static uv_signal_t sigint, sigterm;
+static uv_timer_t force;
+static lua_State *gL;
+
+static void usage(void) {
+  fprintf(stderr, "usage: ringlet app.lua [--port N] [--ip ADDRESS]\n");
+  exit(2);
+}
+
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL)
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static void force_cb(uv_timer_t *t) { uv_stop(t->loop); }
+
+static void signal_cb(uv_signal_t *h, int signum) {
+  (void)signum;
+  ringlet_stop_all(gL, STOP_TIMEOUT_MS);
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+  /* timers the app keeps going must not hold the process forever */
+  uv_timer_init(h->loop, &force);
+  uv_timer_start(&force, force_cb, FORCE_EXIT_MS, 0);
+  uv_unref((uv_handle_t *)&force);
+}
+
+int main(int argc, char **argv) {
+  const char *app = NULL, *ip = NULL;
+  long port = -1;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+      char *end;
+      port = strtol(argv[++i], &end, 10);
+      if (*end || port < 0 || port > 65535)
+        usage();
+    } else if (strcmp(argv[i], "--ip") == 0 && i + 1 < argc) {
+      ip = argv[++i];
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("ringlet %s\n", RINGLET_VERSION);
+      return 0;
+    } else if (argv[i][0] == '-' || app) {
+      usage();
+    } else {
+      app = argv[i];
+    }
+  }
+  if (app == NULL)
+    usage();
+
+  lua_State *L = luaL_newstate();
+  if (L == NULL)
+    return 1;
+  gL = L;
+  luaL_openlibs(L);
+  luaL_requiref(L, "ringlet", luaopen_ringlet, 0);
+  int ringlet = lua_gettop(L);
+  uv_loop_t *loop = ringlet_get_loop(L);
+  int status = 0;
+
+  lua_createtable(L, 1, 1); /* arg, as lua.c makes it */
+  lua_pushstring(L, app);
+  lua_rawseti(L, -2, 0);
+  lua_setglobal(L, "arg");
+
+  lua_pushcfunction(L, msghandler);
+  int mh = lua_gettop(L);
+  if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, 1, mh) != LUA_OK) {
+    fprintf(stderr, "ringlet: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return 1;
+  }
+  int ret = lua_gettop(L);
+  int have_handler = 0;
+  if (lua_isfunction(L, ret)) {
+    lua_getfield(L, ringlet, "run_server");
+    lua_pushvalue(L, ret);
+    lua_newtable(L);
+    have_handler = 1;
+  } else if (lua_istable(L, ret)) {
+    lua_getfield(L, ringlet, "run_server");
+    lua_getfield(L, ret, "handler");
+    if (!lua_isfunction(L, -1)) {
+      fprintf(stderr, "ringlet: %s: the table it returns needs a 'handler' "
+                      "function\n", app);
+      lua_close(L);
+      return 1;
+    }
+    lua_newtable(L); /* a copy of options: we add ip and port */
+    if (lua_getfield(L, ret, "options") == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, -5);
+      }
+    }
+    lua_pop(L, 1);
+    have_handler = 1;
+  } else if (!lua_isnil(L, ret)) {
+    fprintf(stderr, "ringlet: %s returned a %s; expected a handler function, "
+                    "a table {handler=, options=} or nothing\n", app,
+            luaL_typename(L, ret));
+    lua_close(L);
+    return 1;
+  }
+  if (have_handler) {
+    if (ip) {
+      lua_pushstring(L, ip);
+      lua_setfield(L, -2, "ip");
+    }
+    if (port >= 0) {
+      lua_pushinteger(L, port);
+      lua_setfield(L, -2, "port");
+    }
+    if (lua_pcall(L, 2, 3, mh) != LUA_OK) {
+      fprintf(stderr, "ringlet: %s\n", lua_tostring(L, -1));
+      lua_close(L);
+      return 1;
+    }
+    if (lua_isnil(L, -3)) {
+      fprintf(stderr, "ringlet: cannot start the server: %s\n",
+              lua_tostring(L, -2));
+      lua_close(L);
+      return 1;
+    }
+    lua_pop(L, 2);
+    lua_getfield(L, -1, "ip");
+    lua_getfield(L, -2, "port");
+    printf("ringlet: listening on http://%s:%d\n", lua_tostring(L, -2),
+           (int)lua_tointeger(L, -1));
+    fflush(stdout);
+    lua_pop(L, 3);
+  }
+
+  uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sigterm);
+  uv_signal_start(&sigint, signal_cb, SIGINT);
+  uv_signal_start(&sigterm, signal_cb, SIGTERM);
+  uv_unref((uv_handle_t *)&sigint);
+  uv_unref((uv_handle_t *)&sigterm);
+  uv_run(loop, UV_RUN_DEFAULT);
+  if (!uv_is_closing((uv_handle_t *)&sigint)) {
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+  }
+  if (uv_is_active((uv_handle_t *)&force) || force.loop)
+    if (!uv_is_closing((uv_handle_t *)&force))
+      uv_close((uv_handle_t *)&force, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  lua_close(L);
+  uv_loop_close(loop);
+  return status;
+}

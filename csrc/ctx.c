@@ -1,0 +1,470 @@
+/* The per-lua_State context: protected calls, coroutine tasks, timers,
+ * the Date cache and the flusher that batches each loop turn's writes. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rl.h"
+
+static const char ctx_key = 'c'; /* registry key: the context userdata */
+
+/* A pending ringlet.sleep or ringlet.timer. Owned by ctx->timers until its
+ * close callback frees it. */
+typedef struct rl_timer {
+  uv_timer_t h; /* data -> this */
+  rl_ctx *ctx;
+  struct rl_timer *next, *prev;
+  rl_task *task;         /* sleep: the task to resume */
+  int fn_ref;            /* timer: the function to call */
+  int self_ref;          /* timer: the userdata while pending */
+  struct rl_timer **ud;  /* timer: the userdata's pointer, NULLed on free */
+} rl_timer;
+
+void rl__log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("ringlet: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  fflush(stderr);
+}
+
+rl_ctx *rl__ctx(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+  rl_ctx **pp = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return pp ? *pp : NULL;
+}
+
+int rl__protect(lua_State *L, lua_CFunction f, void *ud) {
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, ud);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    rl__log("internal error: %s", msg ? msg : "(no message)");
+  }
+  lua_settop(L, top);
+  return st;
+}
+
+void rl__handle_free(uv_handle_t *h) { free(h); }
+
+/* ---- Date ---------------------------------------------------------------- */
+
+const char *rl__date(rl_ctx *ctx) {
+  static const char days[][4] = {"Sun", "Mon", "Tue", "Wed",
+                                 "Thu", "Fri", "Sat"};
+  static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  time_t now = time(NULL);
+  if (now != ctx->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(ctx->date, sizeof ctx->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    ctx->date_sec = now;
+  }
+  return ctx->date;
+}
+
+/* ---- the flusher ----------------------------------------------------------
+ * Writes are appended to a connection's buffer and the connection is marked
+ * dirty; once per loop turn the flusher hands every dirty buffer to libuv,
+ * so a burst of sends or pipelined responses costs one write. Work that must
+ * not run nested inside a Lua call (parsing the next pipelined request after
+ * a stream ends) is deferred here too. */
+
+static void flush_cb(uv_idle_t *h);
+
+void rl__mark_dirty(rl_conn *c) {
+  if (c->is_dirty)
+    return;
+  rl_ctx *ctx = c->ctx;
+  c->is_dirty = 1;
+  c->dirty_prev = NULL;
+  c->dirty_next = ctx->dirty;
+  if (ctx->dirty)
+    ctx->dirty->dirty_prev = c;
+  else
+    uv_idle_start(&ctx->flusher, flush_cb);
+  ctx->dirty = c;
+}
+
+void rl__unmark_dirty(rl_conn *c) {
+  if (!c->is_dirty)
+    return;
+  if (c->dirty_prev)
+    c->dirty_prev->dirty_next = c->dirty_next;
+  else
+    c->ctx->dirty = c->dirty_next;
+  if (c->dirty_next)
+    c->dirty_next->dirty_prev = c->dirty_prev;
+  c->is_dirty = 0;
+  c->dirty_next = c->dirty_prev = NULL;
+}
+
+static void flush_cb(uv_idle_t *h) {
+  rl_ctx *ctx = h->data;
+  int budget = 0;
+  for (rl_conn *c = ctx->dirty; c; c = c->dirty_next)
+    budget++;
+  /* Conns marked while we work go to the head and wait for the next turn
+   * once the budget is spent, so a callback that keeps sending cannot starve
+   * the loop. */
+  while (ctx->dirty && budget-- > 0) {
+    rl_conn *c = ctx->dirty;
+    rl__unmark_dirty(c);
+    if (c->deferred) {
+      c->deferred = 0;
+      rl__conn_continue(c);
+    }
+    rl__conn_flush(c);
+  }
+  if (ctx->dirty == NULL)
+    uv_idle_stop(&ctx->flusher);
+}
+
+/* ---- tasks --------------------------------------------------------------- */
+
+static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
+  lua_State *co = t->co;
+  if (status != LUA_OK) {
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    lua_closethread(co, L);
+#else
+    lua_resetthread(co);
+#endif
+  }
+  lua_settop(co, 0);
+  t->done = NULL;
+  t->data = NULL;
+  if (ctx->npool < (int)(sizeof ctx->pool / sizeof ctx->pool[0])) {
+    ctx->pool[ctx->npool++] = t;
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tasks_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+  lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+  free(t);
+}
+
+/* Resume t's coroutine with nargs values on its stack. Returns t while it
+ * is suspended, NULL once it finished. */
+static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
+  rl_ctx *ctx = t->ctx;
+  lua_State *co = t->co;
+  int nres = 0;
+  int st = lua_resume(co, L, nargs, &nres);
+  if (st == LUA_YIELD) {
+    if (t->sleep) {
+      lua_pop(co, nres);
+      return t; /* the sleep timer resumes it */
+    }
+    lua_pop(co, nres);
+    lua_pushstring(co, "a ringlet handler or callback yielded outside "
+                       "ringlet.sleep");
+    st = LUA_ERRRUN;
+  }
+  if (st != LUA_OK) {
+    const char *msg = lua_tostring(co, -1);
+    if (msg == NULL)
+      msg = lua_pushfstring(co, "(error object is a %s value)",
+                            luaL_typename(co, -1));
+    luaL_traceback(L, co, msg, 0);
+    lua_xmove(L, co, 1);
+    nres = 1;
+  }
+  if (t->done)
+    t->done(t, co, st, nres);
+  task_finish(ctx, L, t, st);
+  return NULL;
+}
+
+rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done,
+                        void *data) {
+  rl_ctx *ctx = rl__ctx(L);
+  rl_task *t;
+  if (ctx->npool > 0) {
+    t = ctx->pool[--ctx->npool];
+  } else {
+    t = malloc(sizeof *t);
+    if (t == NULL)
+      luaL_error(L, "out of memory");
+    memset(t, 0, sizeof *t);
+    t->ctx = ctx;
+    t->co = lua_newthread(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tasks_ref);
+    lua_pushvalue(L, -2);
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
+  }
+  t->done = done;
+  t->data = data;
+  lua_xmove(L, t->co, nargs + 1);
+  return task_resume(L, t, nargs);
+}
+
+static void log_done(rl_task *t, lua_State *co, int status, int nres) {
+  (void)nres;
+  if (status != LUA_OK)
+    rl__log("%s: %s", (const char *)t->data, lua_tostring(co, -1));
+}
+
+void rl__call_cb(lua_State *L, int nargs, const char *what) {
+  (void)rl__task_start(L, nargs, log_done, (void *)what);
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void timer_unlink(rl_timer *tm) {
+  if (tm->prev)
+    tm->prev->next = tm->next;
+  else
+    tm->ctx->timers = tm->next;
+  if (tm->next)
+    tm->next->prev = tm->prev;
+  tm->next = tm->prev = NULL;
+}
+
+static void timer_closed(uv_handle_t *h) {
+  rl_timer *tm = h->data;
+  tm->ctx->handles--;
+  free(tm);
+}
+
+/* Stop and free tm; drop its Lua refs unless the state is closing. */
+static void timer_release(lua_State *L, rl_timer *tm) {
+  timer_unlink(tm);
+  if (tm->ud)
+    *tm->ud = NULL;
+  if (L && !tm->ctx->closing) {
+    luaL_unref(L, LUA_REGISTRYINDEX, tm->fn_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, tm->self_ref);
+  }
+  tm->fn_ref = tm->self_ref = LUA_NOREF;
+  uv_close((uv_handle_t *)&tm->h, timer_closed);
+}
+
+static rl_timer *timer_new(lua_State *L, rl_ctx *ctx, uint64_t ms,
+                           uv_timer_cb cb) {
+  rl_timer *tm = malloc(sizeof *tm);
+  if (tm == NULL)
+    luaL_error(L, "out of memory");
+  memset(tm, 0, sizeof *tm);
+  tm->ctx = ctx;
+  tm->fn_ref = tm->self_ref = LUA_NOREF;
+  uv_timer_init(ctx->loop, &tm->h);
+  tm->h.data = tm;
+  ctx->handles++;
+  tm->next = ctx->timers;
+  if (ctx->timers)
+    ctx->timers->prev = tm;
+  ctx->timers = tm;
+  uv_timer_start(&tm->h, cb, ms, 0);
+  return tm;
+}
+
+static int sleep_wake_p(lua_State *L) {
+  rl_timer *tm = lua_touserdata(L, 1);
+  rl_task *t = tm->task;
+  t->sleep = NULL;
+  timer_release(L, tm);
+  (void)task_resume(L, t, 0);
+  return 0;
+}
+
+static void sleep_cb(uv_timer_t *h) {
+  rl_timer *tm = h->data;
+  rl__protect(tm->ctx->L, sleep_wake_p, tm);
+}
+
+/* ringlet.sleep(ms): suspend the calling handler or callback; the loop
+ * serves everyone else meanwhile. */
+int rl__l_sleep(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+  rl_ctx *ctx = rl__ctx(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tasks_ref);
+  lua_pushthread(L);
+  lua_rawget(L, -2);
+  rl_task *t = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  if (t == NULL || !lua_isyieldable(L))
+    return luaL_error(L, "ringlet.sleep: call it inside a handler or "
+                         "callback run by ringlet");
+  rl_timer *tm = timer_new(L, ctx, (uint64_t)ms, sleep_cb);
+  tm->task = t;
+  t->sleep = &tm->h;
+  return lua_yield(L, 0);
+}
+
+static void timer_fire_cb(uv_timer_t *h);
+
+static int timer_fire_p(lua_State *L) {
+  rl_timer *tm = lua_touserdata(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tm->fn_ref);
+  timer_release(L, tm);
+  rl__call_cb(L, 0, "timer callback");
+  return 0;
+}
+
+static void timer_fire_cb(uv_timer_t *h) {
+  rl_timer *tm = h->data;
+  rl__protect(tm->ctx->L, timer_fire_p, tm);
+}
+
+/* ringlet.timer(ms, fn): call fn once after ms; returns a handle whose
+ * :cancel() stops it (true if it was pending). */
+int rl__l_timer(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  rl_ctx *ctx = rl__ctx(L);
+  rl_timer **ud = lua_newuserdatauv(L, sizeof *ud, 0);
+  *ud = NULL;
+  luaL_setmetatable(L, RL_TIMER_MT);
+  rl_timer *tm = timer_new(L, ctx, (uint64_t)ms, timer_fire_cb);
+  *ud = tm;
+  tm->ud = ud;
+  lua_pushvalue(L, 2);
+  tm->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  tm->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static int timer_cancel(lua_State *L) {
+  rl_timer **ud = luaL_checkudata(L, 1, RL_TIMER_MT);
+  if (*ud == NULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  timer_release(L, *ud);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int timer_tostring(lua_State *L) {
+  rl_timer **ud = luaL_checkudata(L, 1, RL_TIMER_MT);
+  lua_pushfstring(L, "ringlet.timer (%s)", *ud ? "pending" : "done");
+  return 1;
+}
+
+void rl__timer_open_lib(lua_State *L) {
+  static const luaL_Reg methods[] = {{"cancel", timer_cancel}, {NULL, NULL}};
+  luaL_newmetatable(L, RL_TIMER_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, timer_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+/* ---- the context ---------------------------------------------------------- */
+
+static void flusher_closed(uv_handle_t *h) {
+  rl_ctx *ctx = h->data;
+  ctx->handles--;
+}
+
+/* lua_close: close every handle without calling Lua, let libuv run the
+ * close callbacks that free memory, then free the context. */
+static int ctx_gc(lua_State *L) {
+  rl_ctx **pp = lua_touserdata(L, 1);
+  rl_ctx *ctx = *pp;
+  if (ctx == NULL)
+    return 0;
+  ctx->closing = 1;
+  while (ctx->servers)
+    rl__server_stop(ctx->servers, 0);
+  while (ctx->timers)
+    timer_release(NULL, ctx->timers);
+  for (int i = 0; i < ctx->npool; i++)
+    free(ctx->pool[i]);
+  ctx->npool = 0;
+  uv_close((uv_handle_t *)&ctx->flusher, flusher_closed);
+  for (int i = 0; i < 1000 && ctx->handles > 0; i++)
+    uv_run(ctx->loop, UV_RUN_NOWAIT);
+  if (ctx->handles == 0) {
+    if (ctx->loop == uv_default_loop())
+      uv_loop_close(ctx->loop);
+    free(ctx);
+  }
+  *pp = NULL;
+  return 0;
+}
+
+void rl__ctx_open(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+  int have = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (have)
+    return;
+  rl_ctx **pp = lua_newuserdatauv(L, sizeof *pp, 0);
+  *pp = NULL;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, ctx_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  rl_ctx *ctx = calloc(1, sizeof *ctx);
+  if (ctx == NULL)
+    luaL_error(L, "out of memory");
+  *pp = ctx;
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  ctx->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  ctx->loop = uv_default_loop();
+  uv_idle_init(ctx->loop, &ctx->flusher);
+  ctx->flusher.data = ctx;
+  ctx->handles = 1;
+  /* request table -> conn, weak keys: a request kept by the user after its
+   * response does not pin anything. */
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  ctx->reqs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  ctx->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int ringlet_set_loop(lua_State *L, uv_loop_t *loop) {
+  rl_ctx *ctx = rl__ctx(L);
+  if (ctx == NULL)
+    return UV_EINVAL;
+  if (ctx->loop == loop)
+    return 0;
+  if (ctx->handles > 1 || ctx->servers)
+    return UV_EBUSY;
+  uv_close((uv_handle_t *)&ctx->flusher, NULL);
+  uv_run(ctx->loop, UV_RUN_NOWAIT); /* lets the idle handle finish closing */
+  ctx->loop = loop;
+  uv_idle_init(loop, &ctx->flusher);
+  ctx->flusher.data = ctx;
+  return 0;
+}
+
+uv_loop_t *ringlet_get_loop(lua_State *L) {
+  rl_ctx *ctx = rl__ctx(L);
+  return ctx ? ctx->loop : NULL;
+}
+
+void ringlet_stop_all(lua_State *L, unsigned timeout_ms) {
+  rl_ctx *ctx = rl__ctx(L);
+  if (ctx == NULL)
+    return;
+  for (rl_server *s = ctx->servers; s; s = s->next)
+    rl__server_stop(s, timeout_ms);
+}

@@ -1,0 +1,249 @@
+/* Internal declarations shared by ringlet's C files (rl__ prefix). */
+#ifndef RL_H
+#define RL_H
+
+#include <lauxlib.h>
+#include <llhttp.h>
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "ringlet.h"
+
+#define RL_SERVER_MT "ringlet.server"
+#define RL_CHANNEL_MT "ringlet.channel"
+#define RL_TIMER_MT "ringlet.timer"
+
+/* ---- growable byte buffer (buf.c) --------------------------------------- */
+
+typedef struct {
+  char *base; /* owned: malloc'd, freed by rl__buf_free */
+  size_t len;
+  size_t cap;
+} rl_buf;
+
+int rl__buf_reserve(rl_buf *b, size_t extra);
+int rl__buf_append(rl_buf *b, const void *p, size_t n);
+int rl__buf_printf(rl_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void rl__buf_free(rl_buf *b);
+
+typedef struct rl_ctx rl_ctx;
+typedef struct rl_server rl_server;
+typedef struct rl_conn rl_conn;
+typedef struct rl_task rl_task;
+typedef struct rl_channel rl_channel;
+
+/* ---- per-lua_State context (ctx.c) -------------------------------------- */
+
+struct rl_ctx {
+  lua_State *L;    /* the main thread */
+  uv_loop_t *loop; /* the host's, or uv_default_loop() */
+  uv_idle_t flusher; /* runs while conns have output or work deferred */
+  rl_conn *dirty;    /* conns to flush: intrusive list via dirty_next */
+  rl_server *servers; /* running servers, via next */
+  int handles;       /* ringlet handles open on loop (for set_loop) */
+  int closing;       /* lua_close is running: no more Lua from callbacks */
+  int reqs_ref;      /* registry: weak-key table request -> conn (light) */
+  int tasks_ref;     /* registry: thread -> task (light) */
+  rl_task *pool[64]; /* finished tasks kept with their coroutines */
+  int npool;
+  struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
+  time_t date_sec; /* second the cached Date value is for */
+  char date[40];   /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+};
+
+rl_ctx *rl__ctx(lua_State *L);
+void rl__mark_dirty(rl_conn *c);
+void rl__unmark_dirty(rl_conn *c);
+const char *rl__date(rl_ctx *ctx);
+void rl__handle_free(uv_handle_t *h); /* close_cb that frees h */
+
+/* Run f(L) with a lightuserdata argument under lua_pcall, from a libuv
+ * callback, so no Lua error longjmps through libuv frames. Errors are
+ * logged. Returns the lua_pcall status. */
+int rl__protect(lua_State *L, lua_CFunction f, void *ud);
+void rl__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- coroutine tasks (ctx.c) ---------------------------------------------
+ * Every handler and callback runs in its own coroutine. The done callback
+ * gets the coroutine with `nres` results (status LUA_OK) or the error with
+ * its traceback at the top (any other status); it runs inside a protected
+ * call. `data` belongs to the starter, who sets it to NULL if it goes away
+ * while the task is suspended. */
+typedef void (*rl_task_cb)(rl_task *t, lua_State *co, int status, int nres);
+
+struct rl_task {
+  rl_ctx *ctx;
+  lua_State *co; /* anchored by co_ref in the registry until done */
+  int co_ref;
+  rl_task_cb done;
+  void *data;
+  uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
+};
+
+/* Call the function below `nargs` arguments on L's stack in a new task.
+ * Pops them. Must run inside a protected call (it may raise on memory). */
+rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done,
+                        void *data); /* the task while suspended, or NULL */
+
+/* Call a Lua callback (function below nargs args on L) in a task whose
+ * errors are only logged with `what`. */
+void rl__call_cb(lua_State *L, int nargs, const char *what);
+
+/* Lua functions defined in ctx.c */
+int rl__l_sleep(lua_State *L);
+int rl__l_timer(lua_State *L);
+void rl__timer_open_lib(lua_State *L);
+void rl__ctx_open(lua_State *L);
+
+/* ---- servers and connections (http.c) ----------------------------------- */
+
+typedef struct {
+  char ip[64];
+  int port;
+  int thread;
+  int queue_size;
+  size_t max_body;
+  size_t max_ws;
+  size_t max_line;
+  int proxy_protocol; /* 0 disable, 1 enable, 2 optional */
+  uint64_t idle_timeout;   /* ms, 0 = none */
+  uint64_t header_timeout; /* ms, 0 = none */
+} rl_config;
+
+struct rl_server {
+  rl_ctx *ctx;
+  uv_tcp_t listener; /* data -> server */
+  uv_timer_t stop_timer;
+  rl_config cfg;
+  int port;         /* bound port */
+  int handler_ref;  /* registry: the handler function */
+  int self_ref;     /* registry: the userdata, while not fully closed */
+  rl_conn *conns;   /* open connections (list via next/prev) */
+  int nconns;
+  int inflight;     /* handlers started and not finished */
+  int stopping;
+  int open_handles; /* listener + stop_timer still open */
+  rl_server *next;  /* ctx->servers */
+  int ud_gone;      /* the userdata was collected: free on close */
+  char name[64];    /* ip used as server_name without a Host header */
+};
+
+void rl__server_stop(rl_server *s, uint64_t timeout_ms);
+int rl__server_start(rl_server *s);
+
+/* Connection states: one request at a time. */
+enum {
+  RL_READING,  /* parsing; no request in flight */
+  RL_HANDLING, /* the handler's coroutine is suspended */
+  RL_BODY,     /* streaming a file or iterator body */
+  RL_CHANNEL,  /* an HTTP stream channel owns the response */
+  RL_CLOSING   /* flushing, lingering or closing */
+};
+
+typedef struct {
+  uint32_t name, name_len, value, value_len; /* offsets into conn->hdrs */
+} rl_header;
+
+/* What a streamed body reads from. */
+typedef struct {
+  int kind;     /* 0 none, 1 file, 2 iterator */
+  int ref;      /* registry: the file handle or the iterator */
+  int chunked;  /* frame pieces as chunks */
+  FILE *fp;     /* file: borrowed from the luaL_Stream */
+  int64_t off;  /* file: next offset (regular files) */
+  int64_t left; /* file: bytes left, -1 when unknown */
+  int busy;     /* iterator: a call is running */
+  rl_task *task; /* iterator: the suspended call, if any */
+} rl_body;
+
+struct rl_conn {
+  uv_tcp_t tcp;     /* data -> conn */
+  uv_timer_t timer; /* header, idle and linger timeouts */
+  rl_server *server;
+  rl_ctx *ctx;
+  rl_conn *next, *prev;             /* server->conns */
+  rl_conn *dirty_next, *dirty_prev; /* ctx->dirty */
+  int is_dirty;
+  int state;
+  int open_handles; /* tcp + timer; freed when it reaches 0 */
+  llhttp_t parser;
+  rl_buf in;     /* read buffer; [in_pos, in.len) not parsed yet */
+  size_t in_pos;
+  rl_buf out;    /* output not yet handed to libuv */
+  size_t inflight;       /* bytes in uv_write requests */
+  int nwrites;           /* uv_write requests pending */
+  uint64_t queued_total; /* bytes ever queued (out) */
+  uint64_t written_total;
+  /* The request being parsed (accumulators; spans are copied because the
+   * read buffer moves). */
+  rl_buf url;
+  rl_buf hdrs;  /* names (lower-cased) and values */
+  rl_buf hlist; /* rl_header array */
+  rl_buf body;
+  int in_value;   /* last span was a header value */
+  int err_status; /* status for an error found in a callback */
+  const char *err_reason;
+  int head_only;    /* HEAD request */
+  int keep_alive;   /* of the current request/response */
+  int http_minor;   /* of the current request */
+  int websocket;    /* current request asks for an upgrade */
+  int msg_complete; /* parser paused at a complete message */
+  int want_close;   /* close once output is written */
+  int lingering;    /* shut down; discarding input until EOF or timer */
+  int reading;      /* uv_read_start is active */
+  int read_eof;
+  int deferred;     /* continue parsing from the flusher */
+  int proxy_pending; /* PROXY header still expected */
+  rl_task *task;    /* the running handler, if any */
+  rl_body bodys;    /* the streamed body, if any */
+  rl_channel *channel; /* the open channel, if any (userdata memory) */
+  int req_ref;      /* registry: the current request table */
+  char remote[64];  /* peer address */
+  int remote_port;
+};
+
+void rl__conn_write(rl_conn *c, const void *p, size_t n);
+void rl__conn_flush(rl_conn *c);
+void rl__conn_close(rl_conn *c, int graceful);
+void rl__conn_response_done(rl_conn *c);
+void rl__conn_continue(rl_conn *c); /* from the flusher */
+size_t rl__conn_buffered(const rl_conn *c);
+
+/* ---- responses (response.c) --------------------------------------------- */
+
+enum { RL_FRAME_NONE, RL_FRAME_LENGTH, RL_FRAME_CHUNKED, RL_FRAME_CLOSE };
+
+/* Write the response at L[idx] (a handler's result) to c, or fail with a
+ * message in *err (then nothing was written). */
+int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err);
+/* Write a status line and headers: status, then the header tables at hidx
+ * (0 = none). framing as above; clen for RL_FRAME_LENGTH. */
+int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx,
+                   int framing, uint64_t clen, const char **err);
+/* A core-made response (400, 413, 500 ...) with a short text body. */
+void rl__respond_error(rl_conn *c, int status, const char *detail);
+void rl__body_pump(rl_conn *c);
+void rl__body_release(rl_conn *c);
+void rl__chunk(rl_conn *c, const char *p, size_t n);
+const char *rl__reason(int status);
+
+/* ---- channels (channel.c) ----------------------------------------------- */
+
+rl_channel *rl__channel_test(lua_State *L, int idx);
+/* The handler returned a channel response: take over the connection. */
+int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
+                       const char **err);
+/* The connection is going away: close the channel (on_close fires). */
+void rl__channel_detach(rl_channel *ch, int code, const char *reason);
+void rl__channel_written(rl_channel *ch);
+void rl__channel_open_lib(lua_State *L);
+int rl__as_channel(lua_State *L);
+
+/* ---- Lua binding (lringlet.c) ------------------------------------------- */
+void rl__server_userdata_closed(rl_server *s);
+
+#endif
