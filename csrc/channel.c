@@ -30,16 +30,17 @@ struct rl_channel {
   int closed;      /* closed: is_open() false, send returns nil */
   int close_fired; /* on_close has been called */
   int head_sent;
-  int chunked;          /* HTTP stream framed with chunks */
-  uint64_t timeout;     /* ms, 0 = none */
-  uv_timer_t *timer;    /* malloc'd; freed by its close callback */
-  rl_send *sends;       /* malloc'd FIFO of sends waiting to be written */
+  int chunked;       /* HTTP stream framed with chunks */
+  int framing;       /* RL_FRAME_* of the response once the head is out */
+  uint64_t timeout;  /* ms, 0 = none */
+  uv_timer_t *timer; /* malloc'd; freed by its close callback */
+  rl_send *sends;    /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
 };
 
 static const char *const ch_opts[] = {
-    "on_open", "on_message", "on_close",      "on_error",     "on_pong",
-    "on_drain", "timeout",   "ping_interval", "max_buffered", NULL};
+    "on_open",  "on_message", "on_close",      "on_error",     "on_pong",
+    "on_drain", "timeout",    "ping_interval", "max_buffered", NULL};
 
 rl_channel *rl__channel_test(lua_State *L, int idx) {
   return luaL_testudata(L, idx, RL_CHANNEL_MT);
@@ -56,7 +57,8 @@ static void push_self(lua_State *L, rl_channel *ch) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, ch->hold_ref);
 }
 
-/* ---- calling the user's callbacks ----------------------------------------- */
+/* ---- calling the user's callbacks -----------------------------------------
+ */
 
 static void ch_unhold(lua_State *L, rl_channel *ch) {
   if (--ch->running == 0 && !ch->ctx->closing) {
@@ -193,7 +195,8 @@ static void settle_sends(lua_State *L, rl_channel *ch, int failed) {
     ch->send_head = 0;
 }
 
-/* ---- closing ------------------------------------------------------------------ */
+/* ---- closing
+ * ------------------------------------------------------------------ */
 
 static void ch_stop_timer(rl_channel *ch) {
   if (ch->timer) {
@@ -257,10 +260,10 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
     }
     lua_pop(L, 2);
     ch->head_sent = 1;
-  } else if (ch->chunked) {
+  } else if (ch->framing == RL_FRAME_CHUNKED) {
     rl__conn_write(c, "0\r\n\r\n", 5);
-  } else {
-    c->keep_alive = 0; /* a close-delimited stream */
+  } else if (ch->framing == RL_FRAME_CLOSE) {
+    c->keep_alive = 0; /* the end of the body is the end of the connection */
   }
   fire_close(L, ch, uidx, 0, NULL);
   if (ch->conn && ch->nsends == 0)
@@ -319,7 +322,8 @@ static void timeout_cb(uv_timer_t *t) {
     rl__protect(ch->ctx->L, timeout_p, ch);
 }
 
-/* ---- attaching: the handler returned the channel's response ---------------- */
+/* ---- attaching: the handler returned the channel's response ----------------
+ */
 
 static int open_p(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
@@ -355,7 +359,8 @@ int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
   return 0;
 }
 
-/* ---- as_channel ---------------------------------------------------------------- */
+/* ---- as_channel
+ * ---------------------------------------------------------------- */
 
 int rl__as_channel(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -370,8 +375,8 @@ int rl__as_channel(lua_State *L) {
   if (has_opts) {
     lua_pushnil(L);
     while (lua_next(L, 2)) {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                      : NULL;
+      const char *k =
+          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
       int i = 0;
       while (k && ch_opts[i] && strcmp(ch_opts[i], k) != 0)
         i++;
@@ -380,13 +385,11 @@ int rl__as_channel(lua_State *L) {
                           k ? k : luaL_typename(L, -2));
       if (strncmp(k, "on_", 3) == 0) {
         if (!lua_isfunction(L, -1))
-          return luaL_error(L, "as_channel: option '%s' must be a function",
-                            k);
+          return luaL_error(L, "as_channel: option '%s' must be a function", k);
       } else {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-          return luaL_error(L,
-                            "as_channel: option '%s' must be an integer >= 0",
-                            k);
+          return luaL_error(
+              L, "as_channel: option '%s' must be an integer >= 0", k);
         if (strcmp(k, "timeout") == 0)
           timeout = lua_tointeger(L, -1);
       }
@@ -426,7 +429,8 @@ int rl__as_channel(lua_State *L) {
   return 1;
 }
 
-/* ---- methods --------------------------------------------------------------------- */
+/* ---- methods
+ * --------------------------------------------------------------------- */
 
 /* The bytes of a message (string, array of strings, file, iterator),
  * pushed as one string. */
@@ -481,8 +485,9 @@ static void gather(lua_State *L, int idx) {
     }
     /* fall through */
   default:
-    luaL_error(L, "send: a message must be a string, an array of strings, "
-                  "a file or an iterator function (got %s)",
+    luaL_error(L,
+               "send: a message must be a string, an array of strings, "
+               "a file or an iterator function (got %s)",
                luaL_typename(L, idx));
   }
 }
@@ -521,8 +526,8 @@ static int ch_send(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, 3)) {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                      : "?";
+      const char *k =
+          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
       if (strcmp(k, "close") == 0 || strcmp(k, "binary") == 0) {
         if (!lua_isboolean(L, -1))
           return luaL_error(L, "send: option '%s' must be a boolean", k);
@@ -596,13 +601,14 @@ static int ch_send(lua_State *L) {
   }
   if (!ch->head_sent) {
     int status = lua_isnil(L, sidx) ? 200 : (int)luaL_optinteger(L, sidx, 200);
-    int framing = close                 ? RL_FRAME_LENGTH
+    int framing = close                ? RL_FRAME_LENGTH
                   : c->http_minor >= 1 ? RL_FRAME_CHUNKED
                                        : RL_FRAME_CLOSE;
     const char *err = NULL;
     if (rl__write_head(c, L, status, hidx, framing, n, &err))
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
+    ch->framing = framing;
     ch->chunked = framing == RL_FRAME_CHUNKED;
     if (close) {
       if (!c->head_only)

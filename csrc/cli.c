@@ -26,8 +26,8 @@ static void usage(void) {
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -101,8 +101,10 @@ int main(int argc, char **argv) {
     lua_getfield(L, ringlet, "run_server");
     lua_getfield(L, ret, "handler");
     if (!lua_isfunction(L, -1)) {
-      fprintf(stderr, "ringlet: %s: the table it returns needs a 'handler' "
-                      "function\n", app);
+      fprintf(stderr,
+              "ringlet: %s: the table it returns needs a 'handler' "
+              "function\n",
+              app);
       lua_close(L);
       return 1;
     }
@@ -118,9 +120,10 @@ int main(int argc, char **argv) {
     lua_pop(L, 1);
     have_handler = 1;
   } else if (!lua_isnil(L, ret)) {
-    fprintf(stderr, "ringlet: %s returned a %s; expected a handler function, "
-                    "a table {handler=, options=} or nothing\n", app,
-            luaL_typename(L, ret));
+    fprintf(stderr,
+            "ringlet: %s returned a %s; expected a handler function, "
+            "a table {handler=, options=} or nothing\n",
+            app, luaL_typename(L, ret));
     lua_close(L);
     return 1;
   }

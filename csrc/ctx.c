@@ -15,10 +15,10 @@ typedef struct rl_timer {
   uv_timer_t h; /* data -> this */
   rl_ctx *ctx;
   struct rl_timer *next, *prev;
-  rl_task *task;         /* sleep: the task to resume */
-  int fn_ref;            /* timer: the function to call */
-  int self_ref;          /* timer: the userdata while pending */
-  struct rl_timer **ud;  /* timer: the userdata's pointer, NULLed on free */
+  rl_task *task;        /* sleep: the task to resume */
+  int fn_ref;           /* timer: the function to call */
+  int self_ref;         /* timer: the userdata while pending */
+  struct rl_timer **ud; /* timer: the userdata's pointer, NULLed on free */
 } rl_timer;
 
 void rl__log(const char *fmt, ...) {
@@ -65,8 +65,8 @@ const char *rl__date(rl_ctx *ctx) {
     struct tm tm;
     gmtime_r(&now, &tm);
     snprintf(ctx->date, sizeof ctx->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
     ctx->date_sec = now;
   }
   return ctx->date;
@@ -188,8 +188,7 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   return NULL;
 }
 
-rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done,
-                        void *data) {
+rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data) {
   rl_ctx *ctx = rl__ctx(L);
   rl_task *t;
   if (ctx->npool > 0) {
@@ -370,7 +369,8 @@ void rl__timer_open_lib(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* ---- the context ---------------------------------------------------------- */
+/* ---- the context ----------------------------------------------------------
+ */
 
 static void flusher_closed(uv_handle_t *h) {
   rl_ctx *ctx = h->data;

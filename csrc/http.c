@@ -27,7 +27,8 @@ static void conn_process(rl_conn *c);
 static void conn_timer_cb(uv_timer_t *t);
 static void start_reading(rl_conn *c);
 
-/* ---- small string helpers -------------------------------------------------- */
+/* ---- small string helpers --------------------------------------------------
+ */
 
 static int is_tchar(unsigned char ch) {
   return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
@@ -63,7 +64,8 @@ static rl_header *find_header(rl_conn *c, const char *name, int *count) {
   rl_header *h = headers(c, &n), *first = NULL;
   int k = 0;
   for (size_t i = 0; i < n; i++) {
-    if (h[i].name_len == nl && memcmp(c->hdrs.base + h[i].name, name, nl) == 0) {
+    if (h[i].name_len == nl &&
+        memcmp(c->hdrs.base + h[i].name, name, nl) == 0) {
       if (!first)
         first = &h[i];
       k++;
@@ -76,7 +78,8 @@ static rl_header *find_header(rl_conn *c, const char *name, int *count) {
 
 #define HVAL(c, h) ((c)->hdrs.base + (h)->value)
 
-/* ---- llhttp callbacks ------------------------------------------------------- */
+/* ---- llhttp callbacks -------------------------------------------------------
+ */
 
 static int fail(llhttp_t *p, int status, const char *reason) {
   rl_conn *c = p->data;
@@ -89,7 +92,9 @@ static int fail(llhttp_t *p, int status, const char *reason) {
 static int on_message_begin(llhttp_t *p) {
   rl_conn *c = p->data;
   c->url.len = c->hdrs.len = c->hlist.len = c->body.len = 0;
-  c->in_value = 0;
+  c->field_open = 0;
+  c->in_message = 1;
+  c->head_done = 0;
   c->err_status = 0;
   c->websocket = 0;
   return 0;
@@ -105,16 +110,18 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   rl_conn *c = p->data;
   size_t count = c->hlist.len / sizeof(rl_header);
-  rl_header *h = count ? (rl_header *)c->hlist.base + count - 1 : NULL;
-  if (h == NULL || c->in_value) {
+  if (c->field_open == 2)
+    return fail(p, 400, "malformed header field");
+  if (!c->field_open) {
     if (count >= RL_MAX_HEADERS)
       return fail(p, 431, "too many header fields");
     rl_header nh = {.name = (uint32_t)c->hdrs.len};
     if (rl__buf_append(&c->hlist, &nh, sizeof nh))
       return fail(p, 500, "out of memory");
-    h = (rl_header *)c->hlist.base + count;
-    c->in_value = 0;
+    count++;
+    c->field_open = 1;
   }
+  rl_header *h = (rl_header *)c->hlist.base + count - 1;
   for (size_t i = 0; i < n; i++)
     if (at[i] == ' ' || at[i] == '\t')
       return fail(p, 400, "whitespace in a header field name");
@@ -132,14 +139,30 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+static int on_header_field_complete(llhttp_t *p) {
+  rl_conn *c = p->data;
+  rl_header *h = (rl_header *)(c->hlist.base + c->hlist.len) - 1;
+  if (c->field_open != 1 || h->name_len == 0)
+    return fail(p, 400, "empty header field name");
+  c->field_open = 2; /* the value comes next */
+  h->value = (uint32_t)c->hdrs.len;
+  return 0;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  rl_conn *c = p->data;
+  if (c->field_open != 2)
+    return fail(p, 400, "empty header field name");
+  c->field_open = 0;
+  return 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   rl_conn *c = p->data;
   size_t count = c->hlist.len / sizeof(rl_header);
+  if (count == 0 || c->field_open != 2)
+    return fail(p, 400, "empty header field name");
   rl_header *h = (rl_header *)c->hlist.base + count - 1;
-  if (!c->in_value) {
-    c->in_value = 1;
-    h->value = (uint32_t)c->hdrs.len;
-  }
   if (c->hdrs.len + n > RL_MAX_HEADER_BYTES)
     return fail(p, 431, "header section too large");
   if (h->name_len + h->value_len + n > c->server->cfg.max_line)
@@ -177,6 +200,9 @@ static int on_headers_complete(llhttp_t *p) {
     }
   }
   c->http_minor = p->http_minor;
+  c->head_done = 1;
+  if (p->http_major == 0)
+    return fail(p, 400, "HTTP/0.9 requests are not supported");
   if (p->http_major != 1)
     return fail(p, 505, "HTTP version not supported");
   int hosts;
@@ -231,13 +257,23 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   return rl__buf_append(&c->body, at, n) ? fail(p, 500, "out of memory") : 0;
 }
 
+static int on_chunk_header(llhttp_t *p) {
+  rl_conn *c = p->data;
+  /* refuse an oversized chunk before its data arrives */
+  if (p->content_length > c->server->cfg.max_body - c->body.len)
+    return fail(p, 413, "request body too large");
+  return 0;
+}
+
 static int on_message_complete(llhttp_t *p) {
   rl_conn *c = p->data;
   c->msg_complete = 1;
+  c->in_message = 0;
   return HPE_PAUSED;
 }
 
-/* ---- the request table ------------------------------------------------------ */
+/* ---- the request table ------------------------------------------------------
+ */
 
 static void push_request(lua_State *L, rl_conn *c) {
   rl_server *s = c->server;
@@ -350,7 +386,8 @@ static void push_request(lua_State *L, rl_conn *c) {
   lua_setfield(L, -2, "websocket");
 }
 
-/* ---- dispatch ----------------------------------------------------------------- */
+/* ---- dispatch
+ * ----------------------------------------------------------------- */
 
 static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   rl_conn *c = t->data;
@@ -413,7 +450,8 @@ static void dispatch(rl_conn *c) {
   }
 }
 
-/* ---- reading ------------------------------------------------------------------ */
+/* ---- reading
+ * ------------------------------------------------------------------ */
 
 static char linger_buf[RL_READ_CHUNK];
 
@@ -504,8 +542,7 @@ static int proxy_header(rl_conn *c) {
   static const char sig[] = "PROXY ";
   size_t cmp = n < 6 ? n : 6;
   if (memcmp(p, sig, cmp) != 0)
-    return c->server->cfg.proxy_protocol == 2 ? (c->proxy_pending = 0, 1)
-                                               : -1;
+    return c->server->cfg.proxy_protocol == 2 ? (c->proxy_pending = 0, 1) : -1;
   const char *nl = memchr(p, '\n', n < 108 ? n : 108);
   if (nl == NULL)
     return n >= 108 ? -1 : 0;
@@ -537,22 +574,37 @@ static int proxy_header(rl_conn *c) {
   return 1;
 }
 
-static int status_for(llhttp_errno_t e, rl_conn *c, const char *at) {
+/* Does the unparsed input start with a line "... HTTP/d.d\r\n"? Tells a
+ * version or method we do not speak (505, 501) from garbage (400). */
+static int looks_like_request_line(rl_conn *c) {
+  const char *p = c->in.base + c->in_pos;
+  size_t n = c->in.len - c->in_pos;
+  const char *nl = memchr(p, '\n', n);
+  if (nl == NULL || nl - p < 12 || nl[-1] != '\r')
+    return 0;
+  const char *v = nl - 9;
+  return v[-1] == ' ' && memcmp(v, "HTTP/", 5) == 0 &&
+         isdigit((unsigned char)v[5]) && v[6] == '.' &&
+         isdigit((unsigned char)v[7]);
+}
+
+static int status_for(llhttp_errno_t e, rl_conn *c) {
   if (c->err_status)
     return c->err_status;
   switch (e) {
-  case HPE_INVALID_VERSION:
   case HPE_PAUSED_H2_UPGRADE:
     return 505;
+  case HPE_INVALID_VERSION:
+    return looks_like_request_line(c) ? 505 : 400;
   case HPE_INVALID_METHOD: {
-    /* a well-formed token we do not know: 501; garbage: 400 */
+    /* a well-formed request with a method token we do not know: 501 */
     const char *p = c->in.base + c->in_pos;
     const char *end = c->in.base + c->in.len;
     const char *q = p;
     while (q < end && is_tchar((unsigned char)*q))
       q++;
-    (void)at;
-    return q > p && q < end && *q == ' ' ? 501 : 400;
+    return q > p && q < end && *q == ' ' && looks_like_request_line(c) ? 501
+                                                                       : 400;
   }
   default:
     return 400;
@@ -577,11 +629,13 @@ static void conn_process(rl_conn *c) {
     }
     const char *p = c->in.base + c->in_pos;
     size_t avail = c->in.len - c->in_pos;
-    if (c->parser.finish == HTTP_FINISH_SAFE)
+    if (!c->in_message)
       arm_timer(c, TIMER_HEADER); /* a new request starts */
     llhttp_errno_t e = llhttp_execute(&c->parser, p, avail);
     if (e == HPE_OK) {
       c->in_pos = c->in.len;
+      if (c->head_done && c->in_message)
+        arm_timer(c, TIMER_IDLE); /* a body is arriving: not idle */
       break;
     }
     if (e == HPE_PAUSED && c->msg_complete) {
@@ -592,15 +646,16 @@ static void conn_process(rl_conn *c) {
       dispatch(c);
       continue;
     }
-    int status = status_for(e, c, p);
-    const char *reason = llhttp_get_error_reason(&c->parser);
+    int status = status_for(e, c);
+    const char *reason =
+        c->err_status ? c->err_reason : llhttp_get_error_reason(&c->parser);
     c->keep_alive = 0;
     rl__respond_error(c, status, reason);
     break;
   }
   if (c->state == RL_READING && !c->want_close) {
     start_reading(c);
-    if (c->in_pos == c->in.len && c->parser.finish == HTTP_FINISH_SAFE)
+    if (c->in_pos == c->in.len && !c->in_message)
       arm_timer(c, TIMER_IDLE);
   }
 }
@@ -651,7 +706,8 @@ void rl__conn_response_done(rl_conn *c) {
   rl__mark_dirty(c);
 }
 
-/* ---- writing ------------------------------------------------------------------ */
+/* ---- writing
+ * ------------------------------------------------------------------ */
 
 size_t rl__conn_buffered(const rl_conn *c) { return c->out.len + c->inflight; }
 
@@ -747,7 +803,8 @@ void rl__conn_flush(rl_conn *c) {
   c->inflight += w->len;
 }
 
-/* ---- closing ------------------------------------------------------------------ */
+/* ---- closing
+ * ------------------------------------------------------------------ */
 
 static void server_maybe_closed(rl_server *s);
 
@@ -850,8 +907,7 @@ static void conn_timer_cb(uv_timer_t *t) {
     rl__conn_close(c, 0);
     return;
   }
-  if (c->parser.finish == HTTP_FINISH_SAFE && c->in_pos == c->in.len &&
-      c->url.len == 0) {
+  if (!c->in_message && c->in_pos == c->in.len && c->url.len == 0) {
     rl__conn_close(c, 0); /* idle keep-alive connection */
     return;
   }
@@ -859,7 +915,8 @@ static void conn_timer_cb(uv_timer_t *t) {
   rl__respond_error(c, 408, "request header timeout");
 }
 
-/* ---- accepting ---------------------------------------------------------------- */
+/* ---- accepting
+ * ---------------------------------------------------------------- */
 
 static void on_connection(uv_stream_t *ls, int status) {
   rl_server *s = ls->data;
@@ -917,7 +974,10 @@ int rl__server_start(rl_server *s) {
     settings.on_message_begin = on_message_begin;
     settings.on_url = on_url;
     settings.on_header_field = on_header_field;
+    settings.on_header_field_complete = on_header_field_complete;
     settings.on_header_value = on_header_value;
+    settings.on_header_value_complete = on_header_value_complete;
+    settings.on_chunk_header = on_chunk_header;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
     settings.on_message_complete = on_message_complete;
@@ -954,7 +1014,8 @@ int rl__server_start(rl_server *s) {
   return 0;
 }
 
-/* ---- stopping ----------------------------------------------------------------- */
+/* ---- stopping
+ * ----------------------------------------------------------------- */
 
 static void server_handle_closed(uv_handle_t *h) {
   rl_server *s = h->data;
@@ -1011,7 +1072,7 @@ void rl__server_stop(rl_server *s, uint64_t timeout_ms) {
         rl__conn_close(c, 0);
       else if (c->channel)
         rl__conn_close(c, 1); /* streams end now, on_close fires */
-      else if (c->state == RL_READING && c->parser.finish == HTTP_FINISH_SAFE)
+      else if (c->state == RL_READING && !c->in_message)
         rl__conn_close(c, 1);
       else
         c->keep_alive = 0;

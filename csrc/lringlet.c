@@ -10,7 +10,8 @@ typedef struct {
 
 static const char *const pp_names[] = {"disable", "enable", "optional", NULL};
 
-/* ---- options ----------------------------------------------------------------- */
+/* ---- options
+ * ----------------------------------------------------------------- */
 
 static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer lo,
                            lua_Integer hi) {
@@ -34,17 +35,17 @@ static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer lo,
  * wrong types raise, naming the option. */
 static void read_config(lua_State *L, int idx, rl_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  strcpy(cfg->ip, "0.0.0.0");    /* ip: string, "0.0.0.0" */
-  cfg->port = 8090;              /* port: 0..65535, 8090; 0 picks one */
-  cfg->thread = 1;               /* thread: workers, 1 */
-  cfg->queue_size = 20480;       /* queue_size: requests in flight */
-  cfg->max_body = 8388608;       /* max_body: bytes, else 413 */
-  cfg->max_ws = 4194304;         /* max_ws: WebSocket message bytes */
-  cfg->max_line = 4096;          /* max_line: request line (414), header
-                                    line (431) */
-  cfg->proxy_protocol = 0;       /* proxy_protocol: disable|enable|optional */
-  cfg->idle_timeout = 60000;     /* idle_timeout: ms, 0 = none */
-  cfg->header_timeout = 30000;   /* header_timeout: ms, 0 = none */
+  strcpy(cfg->ip, "0.0.0.0");  /* ip: string, "0.0.0.0" */
+  cfg->port = 8090;            /* port: 0..65535, 8090; 0 picks one */
+  cfg->thread = 1;             /* thread: workers, 1 */
+  cfg->queue_size = 20480;     /* queue_size: requests in flight */
+  cfg->max_body = 8388608;     /* max_body: bytes, else 413 */
+  cfg->max_ws = 4194304;       /* max_ws: WebSocket message bytes */
+  cfg->max_line = 4096;        /* max_line: request line (414), header
+                                  line (431) */
+  cfg->proxy_protocol = 0;     /* proxy_protocol: disable|enable|optional */
+  cfg->idle_timeout = 60000;   /* idle_timeout: ms, 0 = none */
+  cfg->header_timeout = 30000; /* header_timeout: ms, 0 = none */
   if (lua_isnoneornil(L, idx))
     return;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -55,8 +56,8 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
     const char *k = lua_tostring(L, -2);
     if (strcmp(k, "ip") == 0) {
       size_t n;
-      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n)
-                                                      : NULL;
+      const char *v =
+          lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
       if (v == NULL || n >= sizeof cfg->ip)
         luaL_error(L, "run_server: option 'ip' must be an address string");
       memcpy(cfg->ip, v, n + 1);
@@ -77,8 +78,7 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
     } else if (strcmp(k, "header_timeout") == 0) {
       cfg->header_timeout = (uint64_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
     } else if (strcmp(k, "proxy_protocol") == 0) {
-      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                      : "";
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
       int i = 0;
       while (pp_names[i] && strcmp(pp_names[i], v) != 0)
         i++;
@@ -93,7 +93,8 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
   }
 }
 
-/* ---- servers ------------------------------------------------------------------ */
+/* ---- servers
+ * ------------------------------------------------------------------ */
 
 void rl__server_userdata_closed(rl_server *s) {
   if (s->ud_gone)
@@ -205,7 +206,8 @@ static int server_gc(lua_State *L) {
   return 0;
 }
 
-/* ---- the loop ------------------------------------------------------------------- */
+/* ---- the loop
+ * ------------------------------------------------------------------- */
 
 static int running;
 
@@ -222,12 +224,10 @@ static int l_run(lua_State *L) {
 }
 
 int luaopen_ringlet(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"run_server", l_run_server},
-                                   {"run", l_run},
-                                   {"as_channel", rl__as_channel},
-                                   {"timer", rl__l_timer},
-                                   {"sleep", rl__l_sleep},
-                                   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"run_server", l_run_server},   {"run", l_run},
+      {"as_channel", rl__as_channel}, {"timer", rl__l_timer},
+      {"sleep", rl__l_sleep},         {NULL, NULL}};
   luaL_checkversion(L);
   rl__ctx_open(L);
   if (luaL_newmetatable(L, RL_SERVER_MT)) {

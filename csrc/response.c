@@ -18,42 +18,78 @@
 
 const char *rl__reason(int status) {
   switch (status) {
-  case 100: return "Continue";
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 410: return "Gone";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 415: return "Unsupported Media Type";
-  case 417: return "Expectation Failed";
-  case 426: return "Upgrade Required";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  case 505: return "HTTP Version Not Supported";
-  default: return "";
+  case 100:
+    return "Continue";
+  case 101:
+    return "Switching Protocols";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 206:
+    return "Partial Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 303:
+    return "See Other";
+  case 304:
+    return "Not Modified";
+  case 307:
+    return "Temporary Redirect";
+  case 308:
+    return "Permanent Redirect";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 410:
+    return "Gone";
+  case 411:
+    return "Length Required";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 415:
+    return "Unsupported Media Type";
+  case 417:
+    return "Expectation Failed";
+  case 426:
+    return "Upgrade Required";
+  case 429:
+    return "Too Many Requests";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 505:
+    return "HTTP Version Not Supported";
+  default:
+    return "";
   }
 }
 
@@ -85,8 +121,8 @@ static int has_close(const char *v, size_t n) {
 enum { H_DATE = 1, H_CONNECTION = 2, H_CLEN = 4 };
 
 /* Append "name: value\r\n" lines for the table at hidx to b. */
-static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b,
-                       int *seen, uint64_t *user_clen, const char **err) {
+static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b, int *seen,
+                       uint64_t *user_clen, const char **err) {
   lua_pushnil(L);
   while (lua_next(L, hidx)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
@@ -152,8 +188,8 @@ static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b,
   return 0;
 }
 
-int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx,
-                   int framing, uint64_t clen, const char **err) {
+int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
+                   uint64_t clen, const char **err) {
   rl_buf *b = &c->out;
   size_t start = b->len;
   int seen = 0, keep = c->keep_alive;
@@ -169,8 +205,7 @@ int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx,
     c->keep_alive = keep;
     return -1;
   }
-  if (!(seen & H_DATE) &&
-      rl__buf_printf(b, "Date: %s\r\n", rl__date(c->ctx)))
+  if (!(seen & H_DATE) && rl__buf_printf(b, "Date: %s\r\n", rl__date(c->ctx)))
     goto nomem;
   switch (framing) {
   case RL_FRAME_LENGTH:
@@ -230,9 +265,9 @@ void rl__respond_error(rl_conn *c, int status, const char *detail) {
   if (status >= 400 && status != 500 && status != 503)
     c->keep_alive = 0;
   char body[256];
-  int bl = snprintf(body, sizeof body, "%d %s%s%s\n", status,
-                    rl__reason(status), detail ? ": " : "",
-                    detail ? detail : "");
+  int bl =
+      snprintf(body, sizeof body, "%d %s%s%s\n", status, rl__reason(status),
+               detail ? ": " : "", detail ? detail : "");
   if (bl < 0 || (size_t)bl >= sizeof body)
     bl = (int)sizeof body - 1;
   rl_buf *b = &c->out;
@@ -252,7 +287,8 @@ void rl__respond_error(rl_conn *c, int status, const char *detail) {
   rl__conn_response_done(c);
 }
 
-/* ---- streamed bodies ------------------------------------------------------- */
+/* ---- streamed bodies -------------------------------------------------------
+ */
 
 static int close_body_p(lua_State *L) {
   rl_conn *c = lua_touserdata(L, 1);
@@ -439,7 +475,8 @@ void rl__body_pump(rl_conn *c) {
     rl__protect(c->ctx->L, pump_p, c);
 }
 
-/* ---- a handler's response ---------------------------------------------------- */
+/* ---- a handler's response
+ * ---------------------------------------------------- */
 
 int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
   int status = 200;
@@ -546,6 +583,7 @@ int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
       }
     } else {
       b->kind = 2;
+      b->left = -1;
     }
     if (b->left >= 0) {
       framing = RL_FRAME_LENGTH;

@@ -39,20 +39,20 @@ typedef struct rl_channel rl_channel;
 /* ---- per-lua_State context (ctx.c) -------------------------------------- */
 
 struct rl_ctx {
-  lua_State *L;    /* the main thread */
-  uv_loop_t *loop; /* the host's, or uv_default_loop() */
-  uv_idle_t flusher; /* runs while conns have output or work deferred */
-  rl_conn *dirty;    /* conns to flush: intrusive list via dirty_next */
+  lua_State *L;       /* the main thread */
+  uv_loop_t *loop;    /* the host's, or uv_default_loop() */
+  uv_idle_t flusher;  /* runs while conns have output or work deferred */
+  rl_conn *dirty;     /* conns to flush: intrusive list via dirty_next */
   rl_server *servers; /* running servers, via next */
-  int handles;       /* ringlet handles open on loop (for set_loop) */
-  int closing;       /* lua_close is running: no more Lua from callbacks */
-  int reqs_ref;      /* registry: weak-key table request -> conn (light) */
-  int tasks_ref;     /* registry: thread -> task (light) */
-  rl_task *pool[64]; /* finished tasks kept with their coroutines */
+  int handles;        /* ringlet handles open on loop (for set_loop) */
+  int closing;        /* lua_close is running: no more Lua from callbacks */
+  int reqs_ref;       /* registry: weak-key table request -> conn (light) */
+  int tasks_ref;      /* registry: thread -> task (light) */
+  rl_task *pool[64];  /* finished tasks kept with their coroutines */
   int npool;
   struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
-  time_t date_sec; /* second the cached Date value is for */
-  char date[40];   /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+  time_t date_sec;         /* second the cached Date value is for */
+  char date[40];           /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 };
 
 rl_ctx *rl__ctx(lua_State *L);
@@ -109,7 +109,7 @@ typedef struct {
   size_t max_body;
   size_t max_ws;
   size_t max_line;
-  int proxy_protocol; /* 0 disable, 1 enable, 2 optional */
+  int proxy_protocol;      /* 0 disable, 1 enable, 2 optional */
   uint64_t idle_timeout;   /* ms, 0 = none */
   uint64_t header_timeout; /* ms, 0 = none */
 } rl_config;
@@ -119,12 +119,12 @@ struct rl_server {
   uv_tcp_t listener; /* data -> server */
   uv_timer_t stop_timer;
   rl_config cfg;
-  int port;         /* bound port */
-  int handler_ref;  /* registry: the handler function */
-  int self_ref;     /* registry: the userdata, while not fully closed */
-  rl_conn *conns;   /* open connections (list via next/prev) */
+  int port;        /* bound port */
+  int handler_ref; /* registry: the handler function */
+  int self_ref;    /* registry: the userdata, while not fully closed */
+  rl_conn *conns;  /* open connections (list via next/prev) */
   int nconns;
-  int inflight;     /* handlers started and not finished */
+  int inflight; /* handlers started and not finished */
   int stopping;
   int open_handles; /* listener + stop_timer still open */
   rl_server *next;  /* ctx->servers */
@@ -150,13 +150,13 @@ typedef struct {
 
 /* What a streamed body reads from. */
 typedef struct {
-  int kind;     /* 0 none, 1 file, 2 iterator */
-  int ref;      /* registry: the file handle or the iterator */
-  int chunked;  /* frame pieces as chunks */
-  FILE *fp;     /* file: borrowed from the luaL_Stream */
-  int64_t off;  /* file: next offset (regular files) */
-  int64_t left; /* file: bytes left, -1 when unknown */
-  int busy;     /* iterator: a call is running */
+  int kind;      /* 0 none, 1 file, 2 iterator */
+  int ref;       /* registry: the file handle or the iterator */
+  int chunked;   /* frame pieces as chunks */
+  FILE *fp;      /* file: borrowed from the luaL_Stream */
+  int64_t off;   /* file: next offset (regular files) */
+  int64_t left;  /* file: bytes left, -1 when unknown */
+  int busy;      /* iterator: a call is running */
   rl_task *task; /* iterator: the suspended call, if any */
 } rl_body;
 
@@ -171,9 +171,9 @@ struct rl_conn {
   int state;
   int open_handles; /* tcp + timer; freed when it reaches 0 */
   llhttp_t parser;
-  rl_buf in;     /* read buffer; [in_pos, in.len) not parsed yet */
+  rl_buf in; /* read buffer; [in_pos, in.len) not parsed yet */
   size_t in_pos;
-  rl_buf out;    /* output not yet handed to libuv */
+  rl_buf out;            /* output not yet handed to libuv */
   size_t inflight;       /* bytes in uv_write requests */
   int nwrites;           /* uv_write requests pending */
   uint64_t queued_total; /* bytes ever queued (out) */
@@ -184,7 +184,9 @@ struct rl_conn {
   rl_buf hdrs;  /* names (lower-cased) and values */
   rl_buf hlist; /* rl_header array */
   rl_buf body;
-  int in_value;   /* last span was a header value */
+  int field_open; /* 0 expect a name, 1 in a name, 2 in its value */
+  int in_message; /* between message begin and message complete */
+  int head_done;  /* the current message's headers are complete */
   int err_status; /* status for an error found in a callback */
   const char *err_reason;
   int head_only;    /* HEAD request */
@@ -196,13 +198,13 @@ struct rl_conn {
   int lingering;    /* shut down; discarding input until EOF or timer */
   int reading;      /* uv_read_start is active */
   int read_eof;
-  int deferred;     /* continue parsing from the flusher */
-  int proxy_pending; /* PROXY header still expected */
-  rl_task *task;    /* the running handler, if any */
-  rl_body bodys;    /* the streamed body, if any */
+  int deferred;        /* continue parsing from the flusher */
+  int proxy_pending;   /* PROXY header still expected */
+  rl_task *task;       /* the running handler, if any */
+  rl_body bodys;       /* the streamed body, if any */
   rl_channel *channel; /* the open channel, if any (userdata memory) */
-  int req_ref;      /* registry: the current request table */
-  char remote[64];  /* peer address */
+  int req_ref;         /* registry: the current request table */
+  char remote[64];     /* peer address */
   int remote_port;
 };
 
@@ -222,8 +224,8 @@ enum { RL_FRAME_NONE, RL_FRAME_LENGTH, RL_FRAME_CHUNKED, RL_FRAME_CLOSE };
 int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err);
 /* Write a status line and headers: status, then the header tables at hidx
  * (0 = none). framing as above; clen for RL_FRAME_LENGTH. */
-int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx,
-                   int framing, uint64_t clen, const char **err);
+int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
+                   uint64_t clen, const char **err);
 /* A core-made response (400, 413, 500 ...) with a short text body. */
 void rl__respond_error(rl_conn *c, int status, const char *detail);
 void rl__body_pump(rl_conn *c);
