@@ -1,0 +1,33 @@
+rockspec_format = "3.0"
+package = "ringlet"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null", -- built from the checkout: luarocks make
+}
+description = {
+  summary = "A Ring-style HTTP/1.1 and WebSocket host for Lua 5.4 on libuv",
+  detailed = [[
+    ringlet runs Lua handlers that take a Ring-like request table and return
+    a response table, on a C core (libuv, llhttp, wslay). as_channel turns a
+    request into one asynchronous channel for HTTP streaming, long-polling
+    and WebSockets.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+external_dependencies = {
+  LIBUV = { header = "uv.h" },
+}
+build = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "RelWithDebInfo",
+    CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+    LUA_INCLUDE_DIR = "$(LUA_INCDIR)",
+    LUADIR = "$(LUADIR)",
+    LIBDIR = "$(LIBDIR)",
+    BINDIR = "$(BINDIR)",
+  },
+}
