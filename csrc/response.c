@@ -200,6 +200,8 @@ int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
   }
   if (rl__buf_printf(b, "HTTP/1.1 %d %s\r\n", status, rl__reason(status)))
     goto nomem;
+  if (status < 200 || status == 204 || status == 304)
+    framing = RL_FRAME_NONE; /* RFC 9110: no body, no Content-Length */
   if (hidx && put_headers(c, L, hidx, b, &seen, &user_clen, err)) {
     b->len = start;
     c->keep_alive = keep;

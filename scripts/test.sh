@@ -43,7 +43,7 @@ if [ -z "$summary" ]; then
   echo "busted printed no summary"
   failed=$((failed + 1))
 else
-  read -r ok _ _ bad _ _ err _ <<<"$(echo "$summary" | tr -d '/:')"
+  read -r ok _ bad _ err _ <<<"$(echo "$summary" | tr -d '/:')"
   passed=$((passed + ok))
   failed=$((failed + bad + err))
 fi
