@@ -30,11 +30,16 @@ struct rl_channel {
   int closed;      /* closed: is_open() false, send returns nil */
   int close_fired; /* on_close has been called */
   int head_sent;
-  int chunked;       /* HTTP stream framed with chunks */
-  int framing;       /* RL_FRAME_* of the response once the head is out */
-  uint64_t timeout;  /* ms, 0 = none */
-  uv_timer_t *timer; /* malloc'd; freed by its close callback */
-  rl_send *sends;    /* malloc'd FIFO of sends waiting to be written */
+  int chunked;            /* HTTP stream framed with chunks */
+  int framing;            /* RL_FRAME_* of the response once the head is out */
+  uint64_t timeout;       /* ms, 0 = none */
+  uv_timer_t *timer;      /* malloc'd; freed by its close callback */
+  int ws;                 /* the WebSocket transport */
+  uint64_t ping_interval; /* ms, 0 = none */
+  uv_timer_t *ping;       /* malloc'd; freed by its close callback */
+  int ping_outstanding;   /* a ping went out and no pong came back */
+  size_t max_buffered;    /* bytes queued past which send refuses */
+  rl_send *sends;         /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
 };
 
@@ -172,6 +177,12 @@ static int push_send(lua_State *L, rl_channel *ch, uint64_t mark, int ok_idx,
 /* Fire on_success for sends written (ok) or on_error for all (failed). */
 static void settle_sends(lua_State *L, rl_channel *ch, int failed) {
   uint64_t written = ch->conn ? ch->conn->written_total : 0;
+  if (ch->ws && ch->conn && rl__ws_queued_count(ch->conn) == 0) {
+    /* every queued message is framed into the output by now */
+    for (size_t i = 0; i < ch->nsends; i++)
+      if (ch->sends[ch->send_head + i].mark == UINT64_MAX)
+        ch->sends[ch->send_head + i].mark = ch->conn->queued_total;
+  }
   while (ch->nsends > 0) {
     rl_send s = ch->sends[ch->send_head];
     if (!failed && s.mark > written)
@@ -204,6 +215,35 @@ static void ch_stop_timer(rl_channel *ch) {
     uv_close((uv_handle_t *)ch->timer, rl__handle_free);
     ch->timer = NULL;
   }
+  if (ch->ping) {
+    ch->ping->data = NULL;
+    uv_close((uv_handle_t *)ch->ping, rl__handle_free);
+    ch->ping = NULL;
+  }
+}
+
+static uv_timer_t *ch_timer(rl_channel *ch, uv_timer_cb cb, uint64_t ms,
+                            uint64_t repeat) {
+  uv_timer_t *t = malloc(sizeof *t);
+  if (t) {
+    uv_timer_init(ch->ctx->loop, t);
+    t->data = ch;
+    uv_timer_start(t, cb, ms, repeat);
+  }
+  return t;
+}
+
+static void timeout_cb(uv_timer_t *t);
+
+/* WebSocket activity: the idle timeout starts over. */
+static void ch_touch(rl_channel *ch) {
+  if (ch->ws && ch->timer)
+    uv_timer_start(ch->timer, timeout_cb, ch->timeout, 0);
+}
+
+static size_t ch_buffered(rl_channel *ch) {
+  rl_conn *c = ch->conn;
+  return c ? rl__conn_buffered(c) + rl__ws_queued(c) : 0;
 }
 
 /* Let go of the connection. */
@@ -254,7 +294,7 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
     lua_pop(L, 1);
     lua_getfield(L, -1, "headers");
     int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    if (rl__write_head(c, L, status, hidx, RL_FRAME_LENGTH, 0, &err)) {
+    if (rl__write_head(c, L, status, hidx, RL_FRAME_LENGTH, 0, NULL, &err)) {
       rl__log("channel response: %s", err);
       rl__respond_error(c, 500, NULL);
     }
@@ -276,6 +316,14 @@ static int detach_p(lua_State *L) {
   int uidx = lua_gettop(L);
   ch->closed = 1;
   ch_stop_timer(ch);
+  if (ch->ws && ch->conn) {
+    const char *reason;
+    size_t n;
+    int code = rl__ws_close_info(ch->conn, &reason, &n);
+    lua_pushlstring(L, reason, n);
+    fire_close(L, ch, uidx, code, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
   fire_close(L, ch, uidx, 0, NULL);
   settle_sends(L, ch, 1);
   ch_release(L, ch, 0);
@@ -297,23 +345,81 @@ void rl__channel_detach(rl_channel *ch, int code, const char *reason) {
 
 static int written_p(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
+  rl_conn *c = ch->conn;
   settle_sends(L, ch, 0);
-  if (ch->closed && ch->nsends == 0 && ch->conn)
+  if (ch->closed && ch->nsends == 0 && c && !ch->ws) {
     ch_release(L, ch, 1);
+    return 0;
+  }
+  if (c && c->backlogged && ch_buffered(ch) == 0) {
+    c->backlogged = 0;
+    if (!ch->closed) {
+      push_self(L, ch);
+      ch_call(L, ch, lua_gettop(L), "on_drain", 0);
+    }
+  }
   return 0;
 }
 
 void rl__channel_written(rl_channel *ch) {
-  if (ch->nsends == 0 && !ch->closed)
+  if (ch->nsends == 0 && !ch->closed && !ch->conn->backlogged)
     return;
   rl__protect(ch->ctx->L, written_p, ch);
 }
 
 static int timeout_p(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
+  if (ch->ws) {
+    if (ch->conn && !ch->closed) {
+      ch->closed = 1;
+      rl__ws_close(ch->conn, 1000, "idle timeout", 12);
+    }
+    return 0;
+  }
   push_self(L, ch);
   ch_finish(L, ch, lua_gettop(L));
   return 0;
+}
+
+/* ping_interval: a peer that did not answer the last ping is gone. */
+static void ping_cb(uv_timer_t *t) {
+  rl_channel *ch = t->data;
+  if (ch == NULL || ch->conn == NULL)
+    return;
+  if (ch->ping_outstanding) {
+    rl__conn_close(ch->conn, 0); /* on_close sees 1006 */
+    return;
+  }
+  if (!ch->closed && rl__ws_ping(ch->conn, "", 0) == 0)
+    ch->ping_outstanding = 1;
+}
+
+static int message_p(lua_State *L) {
+  void **a = lua_touserdata(L, 1);
+  rl_channel *ch = a[0];
+  const char *p = a[1];
+  size_t n = *(size_t *)a[2];
+  int opcode = *(int *)a[3];
+  push_self(L, ch);
+  int uidx = lua_gettop(L);
+  if (opcode == 0xA) { /* pong */
+    ch->ping_outstanding = 0;
+    lua_pushlstring(L, p, n);
+    ch_call(L, ch, uidx, "on_pong", 1);
+    return 0;
+  }
+  lua_pushlstring(L, p, n);
+  lua_pushboolean(L, opcode == 0x2);
+  ch_call(L, ch, uidx, "on_message", 2);
+  return 0;
+}
+
+void rl__channel_message(rl_channel *ch, int opcode, const char *p, size_t n) {
+  void *a[4] = {ch, (void *)p, &n, &opcode};
+  ch_touch(ch);
+  if (ch->closed && opcode != 0xA)
+    return; /* closing: late messages are dropped */
+  rl__protect(ch->ctx->L, message_p, a);
 }
 
 static void timeout_cb(uv_timer_t *t) {
@@ -343,19 +449,36 @@ int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
   lua_setiuservalue(L, uidx, CH_RESP);
   lua_pushvalue(L, uidx);
   ch->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (ch->ws) {
+    /* the key was checked by the parser; the head answers it */
+    lua_getiuservalue(L, uidx, CH_REQ);
+    lua_getfield(L, -1, "headers");
+    lua_getfield(L, -1, "sec-websocket-key");
+    size_t kl;
+    const char *key = lua_tolstring(L, -1, &kl);
+    lua_getfield(L, ridx, "headers");
+    int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
+    int r = rl__ws_accept(c, L, key ? key : "", key ? kl : 0, hidx, err);
+    lua_pop(L, 4);
+    if (r != 0) {
+      luaL_unref(L, LUA_REGISTRYINDEX, ch->self_ref);
+      ch->self_ref = LUA_NOREF;
+      return -1;
+    }
+    if (ch->ping_interval > 0)
+      ch->ping = ch_timer(ch, ping_cb, ch->ping_interval, ch->ping_interval);
+  }
   ch->conn = c;
   c->channel = ch;
   c->state = RL_CHANNEL;
-  if (ch->timeout > 0) {
-    ch->timer = malloc(sizeof *ch->timer);
-    if (ch->timer) {
-      uv_timer_init(c->ctx->loop, ch->timer);
-      ch->timer->data = ch;
-      uv_timer_start(ch->timer, timeout_cb, ch->timeout, 0);
-    }
-  }
+  if (ch->timeout > 0)
+    ch->timer = ch_timer(ch, timeout_cb, ch->timeout, 0);
   /* on_open runs once the handler's coroutine is done with this one */
   rl__protect(L, open_p, ch);
+  if (ch->ws && ch->conn) {
+    c->deferred = 1; /* frames that came with the request */
+    rl__mark_dirty(c);
+  }
   return 0;
 }
 
@@ -368,7 +491,7 @@ int rl__as_channel(lua_State *L) {
   if (has_opts)
     luaL_checktype(L, 2, LUA_TTABLE);
   rl_ctx *ctx = rl__ctx(L);
-  lua_Integer timeout = 0;
+  lua_Integer timeout = 0, ping_interval = 0, max_buffered = 4194304;
   /* copy and check the options: unknown names and wrong types raise */
   lua_createtable(L, 0, 6);
   int oidx = lua_gettop(L);
@@ -392,6 +515,10 @@ int rl__as_channel(lua_State *L) {
               L, "as_channel: option '%s' must be an integer >= 0", k);
         if (strcmp(k, "timeout") == 0)
           timeout = lua_tointeger(L, -1);
+        else if (strcmp(k, "ping_interval") == 0)
+          ping_interval = lua_tointeger(L, -1);
+        else if (strcmp(k, "max_buffered") == 0)
+          max_buffered = lua_tointeger(L, -1);
       }
       lua_pushvalue(L, -2);
       lua_insert(L, -2);
@@ -410,6 +537,9 @@ int rl__as_channel(lua_State *L) {
   ch->ctx = ctx;
   ch->self_ref = ch->hold_ref = LUA_NOREF;
   ch->timeout = (uint64_t)timeout;
+  ch->ping_interval = (uint64_t)ping_interval;
+  ch->max_buffered = (size_t)max_buffered;
+  ch->ws = c != NULL && c->websocket;
   ch->origin = c;
   ch->closed = c == NULL; /* the request's connection is already gone */
   luaL_setmetatable(L, RL_CHANNEL_MT);
@@ -420,7 +550,7 @@ int rl__as_channel(lua_State *L) {
   lua_setiuservalue(L, uidx, CH_REQ);
 
   lua_createtable(L, 0, 3);
-  lua_pushinteger(L, 200);
+  lua_pushinteger(L, ch->ws ? 101 : 200);
   lua_setfield(L, -2, "status");
   lua_newtable(L);
   lua_setfield(L, -2, "headers");
@@ -519,9 +649,96 @@ static void merge_headers(lua_State *L, int base, int over) {
   }
 }
 
+/* Queue one WebSocket message: the value at idx (a string). */
+static int ws_queue(lua_State *L, rl_conn *c, int idx, int binary) {
+  size_t n;
+  const char *p = lua_tolstring(L, idx, &n);
+  return rl__ws_queue(c, binary ? 2 : 1, p, n);
+}
+
+/* ch:send on a WebSocket: string (text, or binary with binary = true),
+ * file (one binary message in frames of at most 16 KiB), array (each item
+ * a message), iterator (each chunk a message). */
+static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
+                   int close, int ok_idx, int err_idx) {
+  rl_conn *c = ch->conn;
+  if (is_map)
+    return luaL_error(L, "send: a response table ({status=, headers=, "
+                         "body=}) cannot be sent on a WebSocket");
+  int t = lua_type(L, 2);
+  if (t != LUA_TSTRING && t != LUA_TTABLE && t != LUA_TFUNCTION &&
+      !luaL_testudata(L, 2, LUA_FILEHANDLE))
+    return luaL_error(L,
+                      "send: a message must be a string, an array of "
+                      "strings, a file or an iterator function (got %s)",
+                      luaL_typename(L, 2));
+  size_t queued = ch_buffered(ch);
+  if (queued > 0 && queued >= ch->max_buffered) {
+    lua_pushliteral(L, "send buffer full: the peer is not reading "
+                       "(max_buffered reached)");
+    if (err_idx) {
+      lua_pushvalue(L, err_idx);
+      lua_pushvalue(L, -2);
+      ch_start(L, ch, 1, 0);
+    }
+    call_on_error(L, ch, 1, lua_tostring(L, -1));
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  int r = 0;
+  if (t == LUA_TSTRING) {
+    r = ws_queue(L, c, 2, binary);
+  } else if (t == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    for (lua_Integer i = 1; i <= n && r == 0; i++) {
+      if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
+        return luaL_error(L, "send: a message array may hold only strings");
+      r = ws_queue(L, c, -1, binary);
+      lua_pop(L, 1);
+    }
+  } else if (t == LUA_TFUNCTION) {
+    for (;;) {
+      lua_pushvalue(L, 2);
+      lua_call(L, 0, 1);
+      if (lua_isnil(L, -1))
+        break;
+      if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "send: an iterator must return strings, then "
+                             "nil");
+      if (ch->conn == NULL || ch->closed) {
+        lua_pushnil(L);
+        return 1;
+      }
+      r = ws_queue(L, c, -1, binary);
+      lua_pop(L, 1);
+      if (r)
+        break;
+    }
+  } else {
+    gather(L, 2); /* reads and closes the file */
+    size_t n;
+    const char *p = lua_tolstring(L, -1, &n);
+    if (ch->conn == NULL || ch->closed) {
+      lua_pushnil(L);
+      return 1;
+    }
+    r = rl__ws_queue_fragmented(c, p, n);
+  }
+  if (r != 0) {
+    lua_pushnil(L); /* closing: nothing more can be queued */
+    return 1;
+  }
+  ch_touch(ch);
+  push_send(L, ch, UINT64_MAX, ok_idx, err_idx); /* mark set once framed */
+  if (close)
+    rl__ws_close(c, 1000, "", 0), ch->closed = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int ch_send(lua_State *L) {
   rl_channel *ch = check_ch(L);
-  int ok_idx = 0, err_idx = 0, close = 0;
+  int ok_idx = 0, err_idx = 0, close = 0, binary = 0;
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_pushnil(L);
@@ -533,6 +750,8 @@ static int ch_send(lua_State *L) {
           return luaL_error(L, "send: option '%s' must be a boolean", k);
         if (k[0] == 'c')
           close = lua_toboolean(L, -1);
+        else
+          binary = lua_toboolean(L, -1);
       } else if (strcmp(k, "on_success") == 0 || strcmp(k, "on_error") == 0) {
         if (!lua_isfunction(L, -1))
           return luaL_error(L, "send: option '%s' must be a function", k);
@@ -565,6 +784,8 @@ static int ch_send(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
+  if (ch->ws)
+    return ws_send(L, ch, is_map, binary, close, ok_idx, err_idx);
   if (is_map && ch->head_sent)
     return luaL_error(L, "send: a response table ({status=, headers=, "
                          "body=}) is allowed only on the first send to an "
@@ -605,7 +826,7 @@ static int ch_send(lua_State *L) {
                   : c->http_minor >= 1 ? RL_FRAME_CHUNKED
                                        : RL_FRAME_CLOSE;
     const char *err = NULL;
-    if (rl__write_head(c, L, status, hidx, framing, n, &err))
+    if (rl__write_head(c, L, status, hidx, framing, n, NULL, &err))
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
     ch->framing = framing;
@@ -631,10 +852,29 @@ static int ch_send(lua_State *L) {
   return 1;
 }
 
+static int valid_close_code(lua_Integer code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
 static int ch_close(lua_State *L) {
   rl_channel *ch = check_ch(L);
+  lua_Integer code = luaL_optinteger(L, 2, 1000);
+  size_t n = 0;
+  const char *reason = luaL_optlstring(L, 3, "", &n);
+  if (ch->ws) {
+    luaL_argcheck(L, valid_close_code(code), 2,
+                  "not a close code an endpoint may send");
+    luaL_argcheck(L, n <= 123, 3, "a close reason is at most 123 bytes");
+  }
   if (ch->closed || ch->conn == NULL) {
     lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (ch->ws) {
+    ch->closed = 1;
+    rl__ws_close(ch->conn, (int)code, reason, n);
+    lua_pushboolean(L, 1);
     return 1;
   }
   ch_finish(L, ch, 1);
@@ -649,8 +889,8 @@ static int ch_is_open(lua_State *L) {
 }
 
 static int ch_is_websocket(lua_State *L) {
-  check_ch(L);
-  lua_pushboolean(L, 0);
+  rl_channel *ch = check_ch(L);
+  lua_pushboolean(L, ch->ws);
   return 1;
 }
 
@@ -662,19 +902,29 @@ static int ch_originating_request(lua_State *L) {
 
 static int ch_buffered_amount(lua_State *L) {
   rl_channel *ch = check_ch(L);
-  lua_pushinteger(L, ch->conn ? (lua_Integer)rl__conn_buffered(ch->conn) : 0);
+  lua_pushinteger(L, (lua_Integer)ch_buffered(ch));
   return 1;
 }
 
 static int ch_ping(lua_State *L) {
-  check_ch(L);
-  return luaL_error(L, "ping: this channel is an HTTP stream, not a "
-                       "WebSocket");
+  rl_channel *ch = check_ch(L);
+  size_t n = 0;
+  const char *p = luaL_optlstring(L, 2, "", &n);
+  if (!ch->ws)
+    return luaL_error(L, "ping: this channel is an HTTP stream, not a "
+                         "WebSocket");
+  luaL_argcheck(L, n <= 125, 2, "a ping payload is at most 125 bytes");
+  if (ch->closed || ch->conn == NULL || rl__ws_ping(ch->conn, p, n) != 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int ch_tostring(lua_State *L) {
   rl_channel *ch = check_ch(L);
-  lua_pushfstring(L, "ringlet.channel (http, %s)",
+  lua_pushfstring(L, "ringlet.channel (%s, %s)", ch->ws ? "websocket" : "http",
                   ch->conn && !ch->closed ? "open" : "closed");
   return 1;
 }

@@ -228,13 +228,25 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(p, 413, "request body too large");
   c->head_only = p->method == HTTP_HEAD;
   c->keep_alive = llhttp_should_keep_alive(p);
-  /* A WebSocket upgrade: GET, Upgrade: websocket, Connection: upgrade. */
+  /* A WebSocket upgrade (RFC 6455 4.2.1): checked here, so the handler
+   * sees req.websocket only for a valid one. */
   rl_header *up = find_header(c, "upgrade", NULL);
-  rl_header *conn = find_header(c, "connection", NULL);
-  c->websocket = p->method == HTTP_GET && up && conn &&
-                 has_token(HVAL(c, up), up->value_len, "websocket") &&
-                 has_token(HVAL(c, conn), conn->value_len, "upgrade") &&
-                 find_header(c, "sec-websocket-key", NULL) != NULL;
+  if (up && has_token(HVAL(c, up), up->value_len, "websocket")) {
+    rl_header *conn = find_header(c, "connection", NULL);
+    rl_header *ver = find_header(c, "sec-websocket-version", NULL);
+    int nkeys;
+    rl_header *key = find_header(c, "sec-websocket-key", &nkeys);
+    if (p->method != HTTP_GET || p->http_minor < 1 || conn == NULL ||
+        !has_token(HVAL(c, conn), conn->value_len, "upgrade") ||
+        (p->flags & F_CHUNKED) || p->content_length > 0)
+      return fail(p, 400, "invalid WebSocket upgrade request");
+    if (ver == NULL || ver->value_len != 2 || memcmp(HVAL(c, ver), "13", 2))
+      return fail(p, 426, "unsupported WebSocket version");
+    if (key == NULL || nkeys != 1 ||
+        !rl__ws_valid_key(HVAL(c, key), key->value_len))
+      return fail(p, 400, "missing or invalid Sec-WebSocket-Key");
+    c->websocket = 1;
+  }
   /* Other upgrades are ignored: the request is plain HTTP. */
   p->upgrade = 0;
   rl_header *ex = find_header(c, "expect", NULL);
@@ -493,7 +505,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     c->reading = 0;
     /* The peer is gone or half-closed. A handler still running may answer
      * (then we close); anything else closes now, on_close included. */
-    if (nread == UV_EOF && (c->state == RL_HANDLING || c->state == RL_BODY)) {
+    if (nread == UV_EOF && !c->ws &&
+        (c->state == RL_HANDLING || c->state == RL_BODY)) {
       c->keep_alive = 0;
       return;
     }
@@ -501,7 +514,9 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->in.len += (size_t)nread;
-  if (c->state == RL_READING)
+  if (c->ws)
+    rl__ws_proceed(c);
+  else if (c->state == RL_READING)
     conn_process(c);
   else if (c->in.len - c->in_pos > RL_MAX_PENDING && c->reading) {
     uv_read_stop(stream); /* resumed when the parser catches up */
@@ -664,10 +679,19 @@ static void conn_process(rl_conn *c) {
 void rl__conn_continue(rl_conn *c) {
   if (uv_is_closing((uv_handle_t *)&c->tcp))
     return;
-  if (c->state == RL_READING)
+  if (c->ws)
+    rl__ws_proceed(c);
+  else if (c->state == RL_READING)
     conn_process(c);
   else if (c->state == RL_BODY)
     rl__body_pump(c);
+}
+
+void rl__conn_close_timer(rl_conn *c) {
+  if (!c->close_timer) {
+    c->close_timer = 1;
+    arm_timer(c, TIMER_LINGER);
+  }
 }
 
 /* The current response is complete: drop the request, then close or read
@@ -728,6 +752,8 @@ static void start_linger(rl_conn *c);
 
 /* Some output reached the socket. */
 static void conn_written(rl_conn *c) {
+  if (c->ws && !c->out.len && !c->nwrites)
+    rl__ws_proceed(c); /* wslay may hold more frames */
   if (c->channel)
     rl__channel_written(c->channel);
   if (c->out.len || c->nwrites || uv_is_closing((uv_handle_t *)&c->tcp))
@@ -801,6 +827,7 @@ void rl__conn_flush(rl_conn *c) {
   }
   c->nwrites++;
   c->inflight += w->len;
+  c->backlogged = 1; /* the socket is full: on_drain when this empties */
 }
 
 /* ---- closing
@@ -819,6 +846,7 @@ static void conn_closed(uv_handle_t *h) {
   rl__buf_free(&c->hdrs);
   rl__buf_free(&c->hlist);
   rl__buf_free(&c->body);
+  rl__ws_free(c);
   c->ctx->handles -= 2;
   free(c);
   server_maybe_closed(s);

@@ -189,7 +189,7 @@ static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b, int *seen,
 }
 
 int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
-                   uint64_t clen, const char **err) {
+                   uint64_t clen, const char *extra, const char **err) {
   rl_buf *b = &c->out;
   size_t start = b->len;
   int seen = 0, keep = c->keep_alive;
@@ -202,6 +202,11 @@ int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
     goto nomem;
   if (status < 200 || status == 204 || status == 304)
     framing = RL_FRAME_NONE; /* RFC 9110: no body, no Content-Length */
+  if (extra) {
+    if (rl__buf_append(b, extra, strlen(extra)))
+      goto nomem;
+    seen |= H_CONNECTION; /* extra carries Connection */
+  }
   if (hidx && put_headers(c, L, hidx, b, &seen, &user_clen, err)) {
     b->len = start;
     c->keep_alive = keep;
@@ -276,8 +281,9 @@ void rl__respond_error(rl_conn *c, int status, const char *detail) {
   size_t start = b->len;
   if (rl__buf_printf(b,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; "
-                     "charset=utf-8\r\nContent-Length: %d\r\n%s\r\n",
+                     "charset=utf-8\r\nContent-Length: %d\r\n%s%s\r\n",
                      status, rl__reason(status), rl__date(c->ctx), bl,
+                     status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "",
                      c->keep_alive ? "" : "Connection: close\r\n") ||
       (!c->head_only && rl__buf_append(b, body, (size_t)bl))) {
     b->len = start;
@@ -517,7 +523,7 @@ int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
     size_t n = 0;
     const char *p = lua_tolstring(L, bidx, &n);
     r = rl__write_head(c, L, status, hidx,
-                       no_body ? RL_FRAME_NONE : RL_FRAME_LENGTH, n, err);
+                       no_body ? RL_FRAME_NONE : RL_FRAME_LENGTH, n, NULL, err);
     if (r == 0 && !no_body && !c->head_only)
       rl__conn_write(c, p, n);
     if (r == 0)
@@ -538,7 +544,8 @@ int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
       lua_pop(L, 1);
     }
     r = rl__write_head(c, L, status, hidx,
-                       no_body ? RL_FRAME_NONE : RL_FRAME_LENGTH, total, err);
+                       no_body ? RL_FRAME_NONE : RL_FRAME_LENGTH, total, NULL,
+                       err);
     if (r != 0)
       break;
     for (lua_Integer i = 1; i <= n && !no_body && !c->head_only; i++) {
@@ -600,7 +607,7 @@ int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
       framing = RL_FRAME_NONE;
     lua_pushvalue(L, bidx);
     b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    r = rl__write_head(c, L, status, hidx, framing, len, err);
+    r = rl__write_head(c, L, status, hidx, framing, len, NULL, err);
     if (r != 0 || no_body || c->head_only) {
       rl__body_release(c);
       if (r == 0)

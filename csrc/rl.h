@@ -204,7 +204,20 @@ struct rl_conn {
   rl_body bodys;       /* the streamed body, if any */
   rl_channel *channel; /* the open channel, if any (userdata memory) */
   int req_ref;         /* registry: the current request table */
-  char remote[64];     /* peer address */
+  int backlogged;      /* output had to wait for the socket since last drain */
+  /* WebSocket, after the upgrade (websocket.c) */
+  struct wslay_event_context *ws; /* owned: freed in conn_closed */
+  struct rl_wsrc *wsrc;           /* owned: fragmented sends in flight */
+  int ws_closing;                 /* a close frame is queued or sent */
+  int close_timer;                /* the close timer is armed */
+  int ws_fail_code;               /* we closed for a protocol error */
+  int ws_close_pending;           /* ch:close waits for queued data */
+  int ws_close_code;
+  char ws_close_reason[123];
+  size_t ws_close_reason_len;
+  char *ws_reason; /* owned: the peer's close reason */
+  size_t ws_reason_len;
+  char remote[64]; /* peer address */
   int remote_port;
 };
 
@@ -225,7 +238,7 @@ int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err);
 /* Write a status line and headers: status, then the header tables at hidx
  * (0 = none). framing as above; clen for RL_FRAME_LENGTH. */
 int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
-                   uint64_t clen, const char **err);
+                   uint64_t clen, const char *extra, const char **err);
 /* A core-made response (400, 413, 500 ...) with a short text body. */
 void rl__respond_error(rl_conn *c, int status, const char *detail);
 void rl__body_pump(rl_conn *c);
@@ -244,6 +257,26 @@ void rl__channel_detach(rl_channel *ch, int code, const char *reason);
 void rl__channel_written(rl_channel *ch);
 void rl__channel_open_lib(lua_State *L);
 int rl__as_channel(lua_State *L);
+
+/* ---- WebSocket transport (websocket.c) ---------------------------------- */
+
+int rl__ws_valid_key(const char *key, size_t n);
+/* Answer 101 (with the header table at hidx) and start framing. */
+int rl__ws_accept(rl_conn *c, lua_State *L, const char *key, size_t keylen,
+                  int hidx, const char **err);
+void rl__ws_proceed(rl_conn *c); /* move frames both ways; may close c */
+int rl__ws_queue(rl_conn *c, int opcode, const char *p, size_t n);
+int rl__ws_queue_fragmented(rl_conn *c, const char *p, size_t n);
+int rl__ws_close(rl_conn *c, int code, const char *reason, size_t n);
+size_t rl__ws_queued(rl_conn *c);       /* payload bytes wslay holds */
+size_t rl__ws_queued_count(rl_conn *c); /* messages wslay holds */
+int rl__ws_ping(rl_conn *c, const char *p, size_t n);
+/* The close code for on_close: the peer's, else ours, else 1006. */
+int rl__ws_close_info(rl_conn *c, const char **reason, size_t *n);
+void rl__ws_free(rl_conn *c);
+void rl__conn_close_timer(rl_conn *c); /* close c if still open in a while */
+/* from websocket.c into channel.c: a message or pong arrived */
+void rl__channel_message(rl_channel *ch, int opcode, const char *p, size_t n);
 
 /* ---- Lua binding (lringlet.c) ------------------------------------------- */
 void rl__server_userdata_closed(rl_server *s);
