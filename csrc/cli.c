@@ -78,6 +78,12 @@ int main(int argc, char **argv) {
   uv_loop_t *loop = ringlet_get_loop(L);
   int status = 0;
 
+  uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sigterm);
+  uv_signal_start(&sigint, signal_cb, SIGINT);
+  uv_signal_start(&sigterm, signal_cb, SIGTERM);
+  uv_unref((uv_handle_t *)&sigint);
+  uv_unref((uv_handle_t *)&sigterm);
   lua_createtable(L, 1, 1); /* arg, as lua.c makes it */
   lua_pushstring(L, app);
   lua_rawseti(L, -2, 0);
@@ -156,12 +162,6 @@ int main(int argc, char **argv) {
     lua_pop(L, 3);
   }
 
-  uv_signal_init(loop, &sigint);
-  uv_signal_init(loop, &sigterm);
-  uv_signal_start(&sigint, signal_cb, SIGINT);
-  uv_signal_start(&sigterm, signal_cb, SIGTERM);
-  uv_unref((uv_handle_t *)&sigint);
-  uv_unref((uv_handle_t *)&sigterm);
   uv_run(loop, UV_RUN_DEFAULT);
   if (!uv_is_closing((uv_handle_t *)&sigint)) {
     uv_close((uv_handle_t *)&sigint, NULL);

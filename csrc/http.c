@@ -231,14 +231,15 @@ static int on_headers_complete(llhttp_t *p) {
   /* A WebSocket upgrade (RFC 6455 4.2.1): checked here, so the handler
    * sees req.websocket only for a valid one. */
   rl_header *up = find_header(c, "upgrade", NULL);
-  if (up && has_token(HVAL(c, up), up->value_len, "websocket")) {
-    rl_header *conn = find_header(c, "connection", NULL);
+  rl_header *conn = find_header(c, "connection", NULL);
+  /* RFC 9110 7.8: an Upgrade not named in Connection is ignored */
+  if (up && has_token(HVAL(c, up), up->value_len, "websocket") && conn &&
+      has_token(HVAL(c, conn), conn->value_len, "upgrade")) {
     rl_header *ver = find_header(c, "sec-websocket-version", NULL);
     int nkeys;
     rl_header *key = find_header(c, "sec-websocket-key", &nkeys);
-    if (p->method != HTTP_GET || p->http_minor < 1 || conn == NULL ||
-        !has_token(HVAL(c, conn), conn->value_len, "upgrade") ||
-        (p->flags & F_CHUNKED) || p->content_length > 0)
+    if (p->method != HTTP_GET || p->http_minor < 1 || (p->flags & F_CHUNKED) ||
+        p->content_length > 0)
       return fail(p, 400, "invalid WebSocket upgrade request");
     if (ver == NULL || ver->value_len != 2 || memcmp(HVAL(c, ver), "13", 2))
       return fail(p, 426, "unsupported WebSocket version");
