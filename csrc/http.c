@@ -1099,6 +1099,8 @@ void rl__server_stop(rl_server *s, uint64_t timeout_ms) {
       rl_conn *next = c->next;
       if (ctx->closing)
         rl__conn_close(c, 0);
+      else if (c->ws)
+        rl__ws_close(c, 1001, "server stopping", 15); /* going away */
       else if (c->channel)
         rl__conn_close(c, 1); /* streams end now, on_close fires */
       else if (c->state == RL_READING && !c->in_message)

@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// The chat example in a real browser: playwright-core drives Debian's
+// Chromium (/usr/bin/chromium, or $CHROMIUM) headless.
+//
+//   node spec/node/chat_browser.js http://127.0.0.1:PORT/
+//
+// Opens the page in two tabs, waits until both say "connected", types a
+// message in the first and checks it appears in the second (and in the
+// first: the sender is a member too), then answers from the second. The
+// message holds HTML markup, which must show as text, never as elements.
+// Exits 0 on success; otherwise prints what failed and exits 1. Every wait
+// is bounded by RINGLET_TEST_TIMEOUT seconds (default 10).
+"use strict";
+
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const url = process.argv[2];
+const TIMEOUT = 1000 * (Number(process.env.RINGLET_TEST_TIMEOUT) || 10);
+const EXECUTABLE = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+  "--disable-background-networking", "--disable-component-update",
+  "--disable-sync", "--no-first-run", "--disable-quic"];
+
+if (!url) {
+  console.log("usage: chat_browser.js http://127.0.0.1:PORT/");
+  process.exit(2);
+}
+
+const problems = []; // console errors and page errors, shown on failure
+
+async function openTab(page, name) {
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("console", (msg) => {
+    if (msg.type() === "error") problems.push(`${name} console: ${msg.text()}`);
+  });
+  page.on("pageerror", (err) => problems.push(`${name} error: ${err}`));
+  const res = await page.goto(url, { timeout: TIMEOUT });
+  if (!res || res.status() !== 200) {
+    throw new Error(`${name}: GET ${url} answered ${res && res.status()}`);
+  }
+  try {
+    await page.waitForFunction(() =>
+      document.getElementById("status").textContent === "connected",
+    null, { timeout: TIMEOUT });
+  } catch (err) {
+    const status = await page.textContent("#status").catch(() => "?");
+    throw new Error(`${name}: never connected (status "${status}")`);
+  }
+  return page;
+}
+
+async function say(page, text) {
+  await page.fill("#message", text);
+  await page.click("#send");
+}
+
+// Waits until the page's message list holds an item whose text is exactly
+// `text`.
+async function expectMessage(page, name, text) {
+  try {
+    await page.waitForFunction((want) =>
+      Array.from(document.querySelectorAll("#messages li"))
+        .some((li) => li.textContent === want),
+    text, { timeout: TIMEOUT });
+  } catch (err) {
+    const items = await page.$$eval("#messages li",
+      (lis) => lis.map((li) => li.textContent)).catch(() => []);
+    throw new Error(`${name} did not show ${JSON.stringify(text)}; ` +
+      `its messages: ${JSON.stringify(items)}`);
+  }
+}
+
+async function main() {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "ringlet-chrome-"));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: EXECUTABLE,
+      headless: true,
+      args: ARGS,
+      timeout: TIMEOUT,
+    });
+    // The persistent context opens with one blank tab: it is the first.
+    const first = context.pages()[0] || await context.newPage();
+    const alice = await openTab(first, "tab 1");
+    const bob = await openTab(await context.newPage(), "tab 2");
+
+    const tag = Math.random().toString(36).slice(2);
+    const hello = `hello <b>bold</b> & <img src=x onerror=alert(1)> ${tag}`;
+    await say(alice, hello);
+    await expectMessage(bob, "tab 2", hello);
+    await expectMessage(alice, "tab 1 (the sender)", hello);
+
+    const reply = `reply é 😀 ${tag}`;
+    await say(bob, reply);
+    await expectMessage(alice, "tab 1", reply);
+    await expectMessage(bob, "tab 2 (the sender)", reply);
+
+    for (const [name, page] of [["tab 1", alice], ["tab 2", bob]]) {
+      const elements = await page.$$eval("#messages li *", (els) => els.length);
+      if (elements !== 0) {
+        throw new Error(`${name}: a message was rendered as HTML ` +
+          `(${elements} element(s) inside the list)`);
+      }
+      const count = await page.$$eval("#messages li", (lis) => lis.length);
+      if (count !== 2) {
+        throw new Error(`${name} shows ${count} messages, expected 2`);
+      }
+    }
+  } finally {
+    if (context) await context.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.log("FAIL: the whole run took longer than its bound");
+  process.exit(1);
+}, 8 * TIMEOUT);
+
+main().then(() => {
+  clearTimeout(watchdog);
+  if (problems.length > 0) {
+    console.log("FAIL: the page reported errors:\n" + problems.join("\n"));
+    process.exit(1);
+  }
+  console.log("ok: a message typed in one tab appeared in the other");
+}, (err) => {
+  clearTimeout(watchdog);
+  console.log("FAIL: " + (err && err.message ? err.message : err));
+  if (problems.length > 0) console.log(problems.join("\n"));
+  process.exit(1);
+});
