@@ -604,6 +604,21 @@ static int looks_like_request_line(rl_conn *c) {
          isdigit((unsigned char)v[7]);
 }
 
+/* RFC 9110 2.5: a request with a higher minor version than ours is
+ * served as HTTP/1.1. llhttp 8 (Debian 12's) rejects HTTP/1.2 and up, so
+ * the request line is rewritten before it parses it. Returns 0 when the
+ * line is not complete yet. */
+static int serve_as_http11(rl_conn *c, size_t avail) {
+  char *p = c->in.base + c->in_pos;
+  char *nl = memchr(p, '\n', avail);
+  if (nl == NULL)
+    return avail > c->server->cfg.max_line + 16; /* llhttp says 414 */
+  if (nl - p >= 11 && nl[-1] == '\r' && nl[-10] == ' ' &&
+      memcmp(nl - 9, "HTTP/1.", 7) == 0 && nl[-2] >= '2' && nl[-2] <= '9')
+    nl[-2] = '1';
+  return 1;
+}
+
 static int status_for(llhttp_errno_t e, rl_conn *c) {
   if (c->err_status)
     return c->err_status;
@@ -645,8 +660,11 @@ static void conn_process(rl_conn *c) {
     }
     const char *p = c->in.base + c->in_pos;
     size_t avail = c->in.len - c->in_pos;
-    if (!c->in_message)
+    if (!c->in_message) {
       arm_timer(c, TIMER_HEADER); /* a new request starts */
+      if (!serve_as_http11(c, avail))
+        break; /* wait for the whole request line */
+    }
     llhttp_errno_t e = llhttp_execute(&c->parser, p, avail);
     if (e == HPE_OK) {
       c->in_pos = c->in.len;

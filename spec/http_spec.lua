@@ -165,7 +165,7 @@ end
 -- The status the core answers bad input with, after checking that another
 -- connection is still served.
 local function rejected(bytes)
-  local status = rejected(bytes)
+  local status = status_of(bytes)
   assert_served()
   return status
 end
@@ -673,6 +673,29 @@ describe("ringlet HTTP core", function()
           head.headers["content-length"],
           helper.decode(after.body).query_string })
       end)
+
+    it("sends no body bytes to HEAD for an iterator body", function()
+      local sock = connect()
+      finally(function() sock:close() end)
+      assert(sock:send("HEAD /iter HTTP/1.1\r\nHost: h\r\n\r\n"
+        .. req11("/echo?after-head")))
+      local head = assert(helper.read_response(sock, "HEAD"))
+      local after = assert(helper.read_response(sock))
+      assert.same({ 200, "after-head" },
+        { head.status, helper.decode(after.body).query_string })
+    end)
+
+    it("sends HEAD for a file body its size and no body bytes", function()
+      local sock = connect()
+      finally(function() sock:close() end)
+      assert(sock:send("HEAD /file HTTP/1.1\r\nHost: h\r\n\r\n"
+        .. req11("/echo?after-head")))
+      local head = assert(helper.read_response(sock, "HEAD"))
+      local after = assert(helper.read_response(sock))
+      assert.same({ 200, tostring(#data), "after-head" }, { head.status,
+        head.headers["content-length"],
+        helper.decode(after.body).query_string })
+    end)
 
     it("answers HEAD in a way curl -I accepts", function()
       local out, code = helper.curl("-I", "http://127.0.0.1:" .. port
