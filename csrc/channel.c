@@ -729,6 +729,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
     return 1;
   }
   ch_touch(ch);
+  c->backlogged = 1; /* on_drain once it is all written */
   push_send(L, ch, UINT64_MAX, ok_idx, err_idx); /* mark set once framed */
   if (close)
     rl__ws_close(c, 1000, "", 0), ch->closed = 1;

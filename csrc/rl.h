@@ -217,7 +217,9 @@ struct rl_conn {
   size_t ws_close_reason_len;
   char *ws_reason; /* owned: the peer's close reason */
   size_t ws_reason_len;
-  char remote[64]; /* peer address */
+  int ws_peer_code;   /* a close code wslay would refuse, answered here */
+  uint64_t ws_f_left; /* bytes of the current frame not handed to wslay */
+  char remote[64];    /* peer address */
   int remote_port;
 };
 

@@ -41,19 +41,59 @@ int rl__ws_valid_key(const char *key, size_t n) {
 /* ---- wslay callbacks
  * --------------------------------------------------------- */
 
+static void ws_fail(rl_conn *c, int code);
+static void answer_close(rl_conn *c, int code, const unsigned char *reason,
+                         size_t n);
+
+/* Hands wslay the input one frame at a time, so each frame's header can be
+ * looked at first: wslay refuses close codes 1012-1014 (registered since
+ * RFC 6455), so such a close frame is answered here instead. */
 static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
                        int flags, void *ud) {
   rl_conn *c = ud;
   (void)flags;
+  const unsigned char *p = (const unsigned char *)c->in.base + c->in_pos;
   size_t avail = c->in.len - c->in_pos;
-  if (avail == 0) {
-    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
-    return -1;
+  if (c->ws_f_left == 0 && avail >= 2) {
+    size_t len7 = p[1] & 0x7f, masked = p[1] >> 7;
+    size_t hlen = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4 * masked;
+    if (avail < hlen)
+      goto wouldblock; /* the header is not all here yet */
+    uint64_t plen = len7;
+    if (len7 >= 126) {
+      plen = 0;
+      for (size_t i = 2; i < hlen - 4 * masked; i++)
+        plen = plen << 8 | p[i];
+    }
+    if ((p[0] & 0x0f) == WSLAY_CONNECTION_CLOSE && masked && plen >= 2 &&
+        plen <= 125) {
+      if (avail < hlen + plen)
+        goto wouldblock;
+      const unsigned char *m = p + hlen - 4;
+      unsigned char pl[125];
+      for (size_t i = 0; i < plen; i++)
+        pl[i] = p[hlen + i] ^ m[i & 3];
+      int code = pl[0] << 8 | pl[1];
+      if (code >= 1012 && code <= 1014 && (p[0] & 0x70) == 0) {
+        c->in_pos += hlen + plen;
+        answer_close(c, code, pl + 2, plen - 2);
+        goto wouldblock;
+      }
+    }
+    c->ws_f_left = plen > UINT64_MAX - hlen ? UINT64_MAX : hlen + plen;
   }
+  if (avail == 0 || c->ws_f_left == 0)
+    goto wouldblock;
   size_t n = avail < len ? avail : len;
-  memcpy(buf, c->in.base + c->in_pos, n);
+  if (n > c->ws_f_left)
+    n = (size_t)c->ws_f_left;
+  memcpy(buf, p, n);
   c->in_pos += n;
+  c->ws_f_left -= n;
   return (ssize_t)n;
+wouldblock:
+  wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+  return -1;
 }
 
 /* Takes everything: rl__ws_proceed calls wslay_event_send only while less
@@ -71,6 +111,20 @@ static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data,
  * close frame without a code and misses others, so the close frame is
  * written here and wslay's sending side is shut. send_cb takes whole frames,
  * so no frame of wslay's is cut in half in the output. */
+/* The peer's close with a code wslay does not know: echo it and end. */
+static void answer_close(rl_conn *c, int code, const unsigned char *reason,
+                         size_t n) {
+  free(c->ws_reason);
+  c->ws_reason = NULL;
+  c->ws_reason_len = 0;
+  if (n > 0 && (c->ws_reason = malloc(n))) {
+    memcpy(c->ws_reason, reason, n);
+    c->ws_reason_len = n;
+  }
+  c->ws_peer_code = code;
+  ws_fail(c, code);
+}
+
 static void ws_fail(rl_conn *c, int code) {
   unsigned char f[4] = {0x88, 0x02, (unsigned char)(code >> 8),
                         (unsigned char)(code & 0xff)};
@@ -302,6 +356,11 @@ int rl__ws_close_info(rl_conn *c, const char **reason, size_t *n) {
   *n = 0;
   if (c->ws == NULL)
     return 1006;
+  if (c->ws_peer_code) {
+    *reason = c->ws_reason ? c->ws_reason : "";
+    *n = c->ws_reason_len;
+    return c->ws_peer_code;
+  }
   if (c->ws_fail_code)
     return c->ws_fail_code;
   if (wslay_event_get_close_received(c->ws)) {

@@ -30,7 +30,7 @@ step "build ($BUILD)" bash -c "cmake -S . -B $BUILD ${FLAGS[*]} >/dev/null &&
   cmake --build $BUILD -j$(nproc) 2>&1 | grep -v '^\[' ; exit \${PIPESTATUS[0]}"
 step "luacheck" luacheck -q lua spec examples bench
 if command -v clang-format >/dev/null; then
-  step "clang-format" clang-format --dry-run -Werror csrc/*.c csrc/*.h \
+  step "clang-format" clang-format --dry-run -Werror csrc/*.c csrc/*.h bench/*.c \
     examples/*.c
 fi
 echo "==> busted (RINGLET_BIN=$BUILD/ringlet)"
