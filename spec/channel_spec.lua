@@ -146,10 +146,11 @@ end
 
   it("sends each message as one chunk and ends with the zero chunk",
   function()
+    local defer = helper.cleanup(finally)
     local srv = start(TWO_CHUNKS)
-    finally(function() srv:stop() end)
+    defer(function() srv:stop() end)
     local sock = assert(helper.connect(srv.port))
-    finally(function() sock:close() end)
+    defer(function() sock:close() end)
 
     assert(sock:send(get("/two")))
     local status, headers = read_head(sock)
@@ -164,10 +165,11 @@ end
 
   it("keeps the connection open for the next request after the stream ends",
   function()
+    local defer = helper.cleanup(finally)
     local srv = start(TWO_CHUNKS)
-    finally(function() srv:stop() end)
+    defer(function() srv:stop() end)
     local sock = assert(helper.connect(srv.port))
-    finally(function() sock:close() end)
+    defer(function() sock:close() end)
 
     assert(sock:send(get("/two")))
     local res = assert(helper.read_response(sock))
@@ -273,6 +275,7 @@ end
 
   it("answers a long-poll with a plain response when the first send closes",
   function()
+    local defer = helper.cleanup(finally)
     local srv = start([[
 routes["/poll"] = function(req)
   return ringlet.as_channel(req, {
@@ -288,9 +291,9 @@ routes["/poll"] = function(req)
   })
 end
 ]])
-    finally(function() srv:stop() end)
+    defer(function() srv:stop() end)
     local sock = assert(helper.connect(srv.port))
-    finally(function() sock:close() end)
+    defer(function() sock:close() end)
 
     assert(sock:send(get("/poll")))
     local res = assert(helper.read_response(sock))
@@ -486,10 +489,11 @@ end
   for _, how in ipairs({ "closes", "resets" }) do
     it("notices a client that " .. how .. " the connection mid-stream",
     function()
+      local defer = helper.cleanup(finally)
       local srv = start(HOLD)
-      finally(function() srv:stop() end)
+      defer(function() srv:stop() end)
       local sock = assert(helper.connect(srv.port))
-      finally(function() sock:close() end)
+      defer(function() sock:close() end)
 
       assert(sock:send(get("/hold")))
       local status, headers = read_head(sock)
@@ -513,6 +517,7 @@ end
   end
 
   it("closes a stream open longer than opts.timeout", function()
+    local defer = helper.cleanup(finally)
     local srv = start([[
 routes["/timeout"] = function(req)
   return ringlet.as_channel(req, {
@@ -524,10 +529,10 @@ routes["/timeout"] = function(req)
   })
 end
 ]])
-    finally(function() srv:stop() end)
+    defer(function() srv:stop() end)
 
     local sock = assert(helper.connect(srv.port))
-    finally(function() sock:close() end)
+    defer(function() sock:close() end)
 
     assert(sock:send(get("/timeout")))
     -- read_response returns only once the zero chunk has arrived.
@@ -601,10 +606,11 @@ describe("examples", function()
   end)
 
   it("streaming.lua streams messages until the client leaves", function()
+    local defer = helper.cleanup(finally)
     local srv = helper.start(source("streaming.lua"))
-    finally(function() srv:stop() end)
+    defer(function() srv:stop() end)
     local sock = assert(helper.connect(srv.port))
-    finally(function() sock:close() end)
+    defer(function() sock:close() end)
 
     assert(sock:send(get("/")))
     local status, headers = read_head(sock)
@@ -619,10 +625,11 @@ describe("examples", function()
 
   it("long_polling.lua answers a waiting poll with the published message",
   function()
+    local defer = helper.cleanup(finally)
     local srv = helper.start(source("long_polling.lua"))
-    finally(function() srv:stop() end)
+    defer(function() srv:stop() end)
     local poller = assert(helper.connect(srv.port))
-    finally(function() poller:close() end)
+    defer(function() poller:close() end)
 
     assert(poller:send(get("/poll")))
     -- The poll may not be registered yet: publish until it was delivered.

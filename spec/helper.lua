@@ -31,6 +31,17 @@
 --     srv:alive()                  true while the process has not exited.
 --   Always stop servers in `finally` (or in teardown).
 --
+--   helper.cleanup(finally)        busted keeps only the last function
+--                                  handed to `finally` in one `it`, so an
+--                                  `it` with more than one cleanup calls
+--                                  this once, passing busted's `finally`,
+--                                  and gets defer(fn): each fn deferred runs
+--                                  when the `it` ends, pass or fail, last
+--                                  deferred first. Every fn runs even when
+--                                  one raises; the first error is raised
+--                                  again once all have run. Do not call
+--                                  `finally` again in that `it`.
+--
 --   helper.run_script(source [, args])
 --                                  runs `ringlet file` to completion (bounded
 --                                  by timeout(1)); returns ok (exit status
@@ -517,6 +528,24 @@ function helper.wait_until(fn, timeout)
     if v then return v end
     if socket.gettime() >= deadline then return false end
     socket.sleep(0.01)
+  end
+end
+
+function helper.cleanup(finally)
+  assert(type(finally) == "function",
+    "helper.cleanup: pass busted's finally")
+  local list = {}
+  finally(function()
+    local failed, first
+    for i = #list, 1, -1 do
+      local ok, err = pcall(list[i])
+      if not ok and not failed then failed, first = true, err end
+    end
+    if failed then error(first, 0) end
+  end)
+  return function(fn)
+    assert(type(fn) == "function", "defer: fn must be a function")
+    list[#list + 1] = fn
   end
 end
 
