@@ -175,7 +175,7 @@ function server_methods:alive()
 end
 
 function server_methods:stderr()
-  return read_file(self.errfile)
+  return self.errtext or read_file(self.errfile)
 end
 
 function server_methods:stdout()
@@ -204,7 +204,9 @@ function server_methods:stop(signame)
   local _, how, code = self.pipe:close()
   if how == "signal" then code = 128 + code end
   self.status = code
+  self.errtext = read_file(self.errfile)
   os.remove(self.appfile)
+  os.remove(self.errfile)
   return code
 end
 
