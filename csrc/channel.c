@@ -177,12 +177,6 @@ static int push_send(lua_State *L, rl_channel *ch, uint64_t mark, int ok_idx,
 /* Fire on_success for sends written (ok) or on_error for all (failed). */
 static void settle_sends(lua_State *L, rl_channel *ch, int failed) {
   uint64_t written = ch->conn ? ch->conn->written_total : 0;
-  if (ch->ws && ch->conn && rl__ws_queued_count(ch->conn) == 0) {
-    /* every queued message is framed into the output by now */
-    for (size_t i = 0; i < ch->nsends; i++)
-      if (ch->sends[ch->send_head + i].mark == UINT64_MAX)
-        ch->sends[ch->send_head + i].mark = ch->conn->queued_total;
-  }
   while (ch->nsends > 0) {
     rl_send s = ch->sends[ch->send_head];
     if (!failed && s.mark > written)
@@ -243,7 +237,7 @@ static void ch_touch(rl_channel *ch) {
 
 static size_t ch_buffered(rl_channel *ch) {
   rl_conn *c = ch->conn;
-  return c ? rl__conn_buffered(c) + rl__ws_queued(c) : 0;
+  return c ? rl__conn_buffered(c) : 0;
 }
 
 /* Let go of the connection. */
@@ -730,7 +724,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
   }
   ch_touch(ch);
   c->backlogged = 1; /* on_drain once it is all written */
-  push_send(L, ch, UINT64_MAX, ok_idx, err_idx); /* mark set once framed */
+  push_send(L, ch, c->queued_total, ok_idx, err_idx);
   if (close)
     rl__ws_close(c, 1000, "", 0), ch->closed = 1;
   lua_pushboolean(L, 1);

@@ -477,6 +477,19 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   }
   if (c->in_pos == c->in.len)
     c->in_pos = c->in.len = 0;
+  size_t want = c->ws ? rl__ws_read_hint(c) : 0;
+  if (want > RL_READ_CHUNK && c->in.cap - c->in_pos < want) {
+    /* a large WebSocket frame is read whole into this buffer */
+    if (c->in_pos > 0) {
+      memmove(c->in.base, c->in.base + c->in_pos, c->in.len - c->in_pos);
+      c->in.len -= c->in_pos;
+      c->in_pos = 0;
+    }
+    if (rl__buf_reserve(&c->in, want - c->in.len)) {
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+  }
   if (c->in.cap - c->in.len < RL_READ_CHUNK / 4 && c->in_pos > 0) {
     memmove(c->in.base, c->in.base + c->in_pos, c->in.len - c->in_pos);
     c->in.len -= c->in_pos;
@@ -771,8 +784,6 @@ static void start_linger(rl_conn *c);
 
 /* Some output reached the socket. */
 static void conn_written(rl_conn *c) {
-  if (c->ws && !c->out.len && !c->nwrites)
-    rl__ws_proceed(c); /* wslay may hold more frames */
   if (c->channel)
     rl__channel_written(c->channel);
   if (c->out.len || c->nwrites || uv_is_closing((uv_handle_t *)&c->tcp))

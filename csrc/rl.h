@@ -35,6 +35,7 @@ typedef struct rl_server rl_server;
 typedef struct rl_conn rl_conn;
 typedef struct rl_task rl_task;
 typedef struct rl_channel rl_channel;
+typedef struct rl_ws rl_ws;
 
 /* ---- per-lua_State context (ctx.c) -------------------------------------- */
 
@@ -205,21 +206,9 @@ struct rl_conn {
   rl_channel *channel; /* the open channel, if any (userdata memory) */
   int req_ref;         /* registry: the current request table */
   int backlogged;      /* output had to wait for the socket since last drain */
-  /* WebSocket, after the upgrade (websocket.c) */
-  struct wslay_event_context *ws; /* owned: freed in conn_closed */
-  struct rl_wsrc *wsrc;           /* owned: fragmented sends in flight */
-  int ws_closing;                 /* a close frame is queued or sent */
-  int close_timer;                /* the close timer is armed */
-  int ws_fail_code;               /* we closed for a protocol error */
-  int ws_close_pending;           /* ch:close waits for queued data */
-  int ws_close_code;
-  char ws_close_reason[123];
-  size_t ws_close_reason_len;
-  char *ws_reason; /* owned: the peer's close reason */
-  size_t ws_reason_len;
-  int ws_peer_code;   /* a close code wslay would refuse, answered here */
-  uint64_t ws_f_left; /* bytes of the current frame not handed to wslay */
-  char remote[64];    /* peer address */
+  rl_ws *ws;           /* owned: WebSocket state after the upgrade */
+  int close_timer;     /* the close timer is armed */
+  char remote[64];     /* peer address */
   int remote_port;
 };
 
@@ -266,12 +255,11 @@ int rl__ws_valid_key(const char *key, size_t n);
 /* Answer 101 (with the header table at hidx) and start framing. */
 int rl__ws_accept(rl_conn *c, lua_State *L, const char *key, size_t keylen,
                   int hidx, const char **err);
-void rl__ws_proceed(rl_conn *c); /* move frames both ways; may close c */
+void rl__ws_proceed(rl_conn *c); /* parse what arrived; may close c */
 int rl__ws_queue(rl_conn *c, int opcode, const char *p, size_t n);
 int rl__ws_queue_fragmented(rl_conn *c, const char *p, size_t n);
 int rl__ws_close(rl_conn *c, int code, const char *reason, size_t n);
-size_t rl__ws_queued(rl_conn *c);       /* payload bytes wslay holds */
-size_t rl__ws_queued_count(rl_conn *c); /* messages wslay holds */
+size_t rl__ws_read_hint(rl_conn *c); /* buffer for a frame in progress */
 int rl__ws_ping(rl_conn *c, const char *p, size_t n);
 /* The close code for on_close: the peer's, else ours, else 1006. */
 int rl__ws_close_info(rl_conn *c, const char **reason, size_t *n);

@@ -3,7 +3,7 @@
 # and test, skipping those already installed. Used by quickstart.sh and CI.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev
-      libwslay-dev libssl-dev node-llhttp lua-busted lua-check lua-socket luarocks curl
+      libssl-dev node-llhttp lua-busted lua-check lua-socket luarocks curl
       wrk)
 missing=()
 for p in "${PKGS[@]}"; do
