@@ -55,6 +55,12 @@ void rl__handle_free(uv_handle_t *h) { free(h); }
 
 /* ---- Date ---------------------------------------------------------------- */
 
+/* "Date: <IMF-fixdate>\r\n", 37 bytes, cached for the second. */
+const char *rl__date_line(rl_ctx *ctx) {
+  rl__date(ctx);
+  return ctx->date_line;
+}
+
 const char *rl__date(rl_ctx *ctx) {
   static const char days[][4] = {"Sun", "Mon", "Tue", "Wed",
                                  "Thu", "Fri", "Sat"};
@@ -67,6 +73,7 @@ const char *rl__date(rl_ctx *ctx) {
     snprintf(ctx->date, sizeof ctx->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
              days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
              tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(ctx->date_line, sizeof ctx->date_line, "Date: %s\r\n", ctx->date);
     ctx->date_sec = now;
   }
   return ctx->date;

@@ -545,6 +545,10 @@ static void start_reading(rl_conn *c) {
     c->reading = 1;
 }
 
+/* Timeouts are lazy: arming one stores a deadline, and the libuv timer is
+ * started only when it is idle or due later than the new deadline; when it
+ * fires early it sleeps again until the deadline. A keep-alive request
+ * costs no timer calls this way. */
 static void arm_timer(rl_conn *c, int mode) {
   uint64_t ms = 0;
   rl_config *cfg = &c->server->cfg;
@@ -554,12 +558,21 @@ static void arm_timer(rl_conn *c, int mode) {
     ms = cfg->idle_timeout;
   else if (mode == TIMER_LINGER)
     ms = RL_LINGER_MS;
+  c->timer_mode = mode;
   if (ms == 0) {
-    uv_timer_stop(&c->timer);
+    c->deadline = 0; /* the timer, if running, will find nothing to do */
     return;
   }
-  c->timer.data = c;
-  uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+  c->deadline = uv_now(c->ctx->loop) + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
+    uv_timer_start(&c->timer, conn_timer_cb, ms, 0);
+    c->timer_due = c->deadline;
+  }
+}
+
+static void disarm_timer(rl_conn *c) {
+  c->timer_mode = TIMER_NONE;
+  c->deadline = 0;
 }
 
 /* PROXY protocol v1: "PROXY TCP4 src dst sport dport\r\n". Returns 1 when
@@ -674,7 +687,8 @@ static void conn_process(rl_conn *c) {
     const char *p = c->in.base + c->in_pos;
     size_t avail = c->in.len - c->in_pos;
     if (!c->in_message) {
-      arm_timer(c, TIMER_HEADER); /* a new request starts */
+      if (c->timer_mode != TIMER_HEADER)
+        arm_timer(c, TIMER_HEADER); /* a new request starts */
       if (!serve_as_http11(c, avail))
         break; /* wait for the whole request line */
     }
@@ -689,7 +703,7 @@ static void conn_process(rl_conn *c) {
       c->in_pos += (size_t)(llhttp_get_error_pos(&c->parser) - p);
       c->msg_complete = 0;
       llhttp_resume(&c->parser);
-      uv_timer_stop(&c->timer);
+      disarm_timer(c);
       dispatch(c);
       continue;
     }
@@ -961,6 +975,15 @@ void rl__conn_close(rl_conn *c, int graceful) {
 
 static void conn_timer_cb(uv_timer_t *t) {
   rl_conn *c = t->data;
+  if (c->deadline == 0)
+    return; /* disarmed */
+  uint64_t now = uv_now(c->ctx->loop);
+  if (now < c->deadline) {
+    uv_timer_start(t, conn_timer_cb, c->deadline - now, 0); /* not yet */
+    c->timer_due = c->deadline;
+    return;
+  }
+  c->deadline = 0;
   if (c->lingering || c->state != RL_READING) {
     rl__conn_close(c, 0);
     return;

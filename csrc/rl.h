@@ -54,13 +54,15 @@ struct rl_ctx {
   struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
   time_t date_sec;         /* second the cached Date value is for */
   char date[40];           /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+  char date_line[48];      /* "Date: " date "\r\n" */
 };
 
 rl_ctx *rl__ctx(lua_State *L);
 void rl__mark_dirty(rl_conn *c);
 void rl__unmark_dirty(rl_conn *c);
 const char *rl__date(rl_ctx *ctx);
-void rl__handle_free(uv_handle_t *h); /* close_cb that frees h */
+const char *rl__date_line(rl_ctx *ctx); /* 37 bytes */
+void rl__handle_free(uv_handle_t *h);   /* close_cb that frees h */
 
 /* Run f(L) with a lightuserdata argument under lua_pcall, from a libuv
  * callback, so no Lua error longjmps through libuv frames. Errors are
@@ -207,6 +209,9 @@ struct rl_conn {
   int req_ref;         /* registry: the current request table */
   int backlogged;      /* output had to wait for the socket since last drain */
   rl_ws *ws;           /* owned: WebSocket state after the upgrade */
+  int timer_mode;      /* what the deadline is for (http.c TIMER_*) */
+  uint64_t deadline;   /* loop time the timeout is due, 0 = none */
+  uint64_t timer_due;  /* when the libuv timer fires next */
   int close_timer;     /* the close timer is armed */
   char remote[64];     /* peer address */
   int remote_port;
