@@ -39,6 +39,7 @@ struct rl_channel {
   uv_timer_t *ping;       /* malloc'd; freed by its close callback */
   int ping_outstanding;   /* a ping went out and no pong came back */
   size_t max_buffered;    /* bytes queued past which send refuses */
+  int has_drain;          /* opts.on_drain is set */
   rl_send *sends;         /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
 };
@@ -356,7 +357,8 @@ static int written_p(lua_State *L) {
 }
 
 void rl__channel_written(rl_channel *ch) {
-  if (ch->nsends == 0 && !ch->closed && !ch->conn->backlogged)
+  if (ch->nsends == 0 && !ch->closed &&
+      !(ch->has_drain && ch->conn->backlogged))
     return;
   rl__protect(ch->ctx->L, written_p, ch);
 }
@@ -533,6 +535,9 @@ int rl__as_channel(lua_State *L) {
   ch->timeout = (uint64_t)timeout;
   ch->ping_interval = (uint64_t)ping_interval;
   ch->max_buffered = (size_t)max_buffered;
+  lua_getfield(L, oidx, "on_drain");
+  ch->has_drain = !lua_isnil(L, -1);
+  lua_pop(L, 1);
   ch->ws = c != NULL && c->websocket;
   ch->origin = c;
   ch->closed = c == NULL; /* the request's connection is already gone */
@@ -723,7 +728,8 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
     return 1;
   }
   ch_touch(ch);
-  c->backlogged = 1; /* on_drain once it is all written */
+  if (ch->has_drain)
+    c->backlogged = 1; /* on_drain once it is all written */
   push_send(L, ch, c->queued_total, ok_idx, err_idx);
   if (close)
     rl__ws_close(c, 1000, "", 0), ch->closed = 1;

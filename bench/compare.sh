@@ -1,0 +1,525 @@
+#!/usr/bin/env bash
+# ringlet against nginx + lua-nginx-module and Node.js (http + ws): each
+# server in turn on 127.0.0.1, pinned to CPU 0, loaded from CPU 1, the same
+# endpoints on each (bench/app.lua, bench/nginx/, bench/node/server.js):
+#
+#   hello       wrk -t1 -c50 -dDURATION  GET /hello
+#   stream      wrk -t1 -c50 -dDURATION  GET /stream (10 chunks)
+#   ws32        wsbench: 32 B text, depth 1,   WS_CONNS x MESSAGES
+#   ws32d16     wsbench: 32 B text, depth 16,  WS_CONNS x MESSAGES_D16
+#   ws64k       wsbench: 64 KiB binary, depth 1, WS_CONNS x MESSAGES_BIG
+#   idle        wsbench --idle IDLE on a fresh server: RSS growth per connection
+#
+# For every load it also reads the server's utime + stime (/proc/PID/stat)
+# before and after and reports the CPU time per request or message. The
+# rounds alternate the servers (the order rotates each round); at the end it
+# prints a markdown table with each run's figure and the ratios
+# ringlet / nginx and ringlet / Node (of the means over the rounds).
+#
+#   bench/deps.sh        # once: nginx + lua module + lua-resty-websocket, npm ci
+#   bench/compare.sh     # table on stdout, progress and raw output on stderr
+#
+# Environment (defaults in brackets): ROUNDS [2], DURATION [5s] (wrk),
+# WRK_CONNS [50], WS_CONNS [50], MESSAGES [10000], MESSAGES_D16 [20000],
+# MESSAGES_BIG [300] (per connection), IDLE [5000], HOLD [3] (seconds the
+# idle connections stay open), WS_TIMEOUT [120] (wsbench --timeout),
+# WARMUP [1] (0: no unmeasured warm-up before the loads),
+# SERVERS ["ringlet nginx node"], RINGLET_BIN [build/ringlet], WSBENCH_BIN,
+# NGINX_BIN [nginx], NGINX_MODULES (directory of ngx_http_lua_module.so,
+# found if unset), NODE_BIN [node], KEEP=1 keeps the temporary directory.
+# RINGLET_COMMIT=REV builds that commit (git archive, RelWithDebInfo) in the
+# temporary directory and measures it instead of RINGLET_BIN: use it on a
+# work tree that may be rebuilt during the run. RINGLET_REV names the
+# version shown for RINGLET_BIN (default: git describe of the work tree).
+#
+# Needs Linux /proc, taskset, wrk, curl, 2 CPUs, and what bench/deps.sh
+# installs. Every server it starts is stopped by PID (SIGTERM, then SIGKILL
+# after 5 s), also when it is interrupted. Exit status 1 when a load failed
+# (its cells say FAIL; the log on stderr says why).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-5s}
+WRK_CONNS=${WRK_CONNS:-50}
+WS_CONNS=${WS_CONNS:-50}
+MESSAGES=${MESSAGES:-10000}
+MESSAGES_D16=${MESSAGES_D16:-20000}
+MESSAGES_BIG=${MESSAGES_BIG:-300}
+WARMUP=${WARMUP:-1}
+IDLE=${IDLE:-5000}
+HOLD=${HOLD:-3}
+WS_TIMEOUT=${WS_TIMEOUT:-120}
+SERVERS=${SERVERS:-ringlet nginx node}
+RINGLET_BIN=${RINGLET_BIN:-build/ringlet}
+NGINX_BIN=${NGINX_BIN:-nginx}
+NODE_BIN=${NODE_BIN:-node}
+
+log() { echo "compare: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ---- checks ----
+
+for tool in taskset wrk curl "$NGINX_BIN" "$NODE_BIN"; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (bench/deps.sh installs what is missing)"
+done
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (servers on CPU 0, load on CPU 1)"
+for s in $SERVERS; do
+  case $s in ringlet | nginx | node) ;; *) die "unknown server '$s' in SERVERS" ;; esac
+done
+
+tck=$(getconf CLK_TCK)
+dir=$(mktemp -d "${TMPDIR:-/tmp}/ringlet-compare.XXXXXX")
+results=$dir/results.tsv # server, round, key, value
+: >"$results"
+failed=0
+
+pid=  # the server process we started (nginx: the master)
+mpid= # the process measured (nginx: its one worker)
+bpid= # a wsbench in the background
+port=
+
+kill_wait() { # PID: SIGTERM, wait up to 5 s, then SIGKILL; returns its status
+  local p=$1 i=0 st=0
+  kill -TERM "$p" 2>/dev/null || true
+  while kill -0 "$p" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$p/stat" 2>/dev/null)" != Z ]; do
+    i=$((i + 1))
+    if [ "$i" -gt 50 ]; then
+      log "pid $p still running 5 s after SIGTERM: SIGKILL"
+      kill -KILL "$p" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$p" 2>/dev/null || st=$?
+  return "$st"
+}
+
+cleanup() {
+  [ -n "$bpid" ] && kill_wait "$bpid"
+  [ -n "$pid" ] && kill_wait "$pid"
+  # an nginx worker outlives a master that had to be SIGKILLed
+  if [ -n "$mpid" ] && kill -0 "$mpid" 2>/dev/null; then kill -KILL "$mpid" 2>/dev/null || true; fi
+  if [ "${KEEP:-0}" = 1 ]; then log "kept $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- ringlet and wsbench ----
+
+if [ -n "${RINGLET_COMMIT:-}" ]; then
+  # A private build of one commit, so that a rebuild of build/ in this work
+  # tree during the run (the CLI loads build/libringlet.so) cannot change
+  # what is measured.
+  rev=$(git rev-parse --short=7 "$RINGLET_COMMIT^{commit}") || die "no commit $RINGLET_COMMIT"
+  log "building ringlet $rev in $dir/src (RelWithDebInfo)"
+  mkdir -p "$dir/src"
+  git archive "$rev" | tar -x -C "$dir/src" || die "git archive $rev failed"
+  if ! { cmake -S "$dir/src" -B "$dir/src/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+    cmake --build "$dir/src/build" -j2; } >"$dir/build.log" 2>&1; then
+    cat "$dir/build.log" >&2
+    die "build of $rev failed"
+  fi
+  RINGLET_BIN=$dir/src/build/ringlet
+  ringlet_shown="build/ringlet (a private build of $rev)"
+  build_type=RelWithDebInfo
+  if [ -z "${WSBENCH_BIN:-}" ] && [ -x "$dir/src/build/ringlet_wsbench" ]; then
+    WSBENCH_BIN=$dir/src/build/ringlet_wsbench
+  fi
+else
+  if [ ! -x "$RINGLET_BIN" ]; then
+    log "$RINGLET_BIN missing, building"
+    if ! { cmake -S . -B build && cmake --build build -j2; } >&2; then die "build failed"; fi
+  fi
+  ringlet_shown=$RINGLET_BIN
+  rev=${RINGLET_REV:-$(git describe --always --dirty --abbrev=7 2>/dev/null || echo unknown)}
+  build_type=
+  cache=$(dirname "$RINGLET_BIN")/CMakeCache.txt
+  if [ -f "$cache" ]; then
+    build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
+  fi
+fi
+# The binary and the libringlet it loads: checked at each start.
+ringlet_files=("$RINGLET_BIN")
+lib=$(ldd "$RINGLET_BIN" 2>/dev/null | sed -n 's/^[[:space:]]*libringlet[^ ]* => \([^ ]*\) .*/\1/p')
+[ -n "$lib" ] && ringlet_files+=("$lib")
+ringlet_sum=$(cat "${ringlet_files[@]}" | cksum)
+
+# The WebSocket client: the CMake target if built, else a local compile
+# (the same choice as bench/ws.sh).
+if [ -n "${WSBENCH_BIN:-}" ]; then
+  WSB=$WSBENCH_BIN
+elif [ -x build/ringlet_wsbench ]; then
+  WSB=build/ringlet_wsbench
+else
+  WSB=build/ringlet_wsbench-local
+  if [ ! -x "$WSB" ] || [ bench/wsbench.c -nt "$WSB" ]; then
+    log "compiling $WSB"
+    mkdir -p build
+    # shellcheck disable=SC2046 # pkg-config prints a list of flags
+    ${CC:-cc} -std=c11 -O2 -Wall -Wextra bench/wsbench.c -o "$WSB" \
+      $(pkg-config --cflags --libs libuv) || die "cannot build wsbench"
+  fi
+fi
+
+if [ -z "${NGINX_MODULES:-}" ]; then
+  for d in /usr/share/nginx/modules /usr/lib/nginx/modules; do
+    if [ -f "$d/ngx_http_lua_module.so" ]; then NGINX_MODULES=$d; break; fi
+  done
+fi
+case " $SERVERS " in *" nginx "*)
+  if [ ! -f "${NGINX_MODULES:-}/ngx_http_lua_module.so" ] || [ ! -f "$NGINX_MODULES/ndk_http_module.so" ]; then
+    die "ngx_http_lua_module.so / ndk_http_module.so not found (run bench/deps.sh, or set NGINX_MODULES)"
+  fi
+  [ -f /usr/share/lua/5.1/nginx/websocket/server.lua ] || [ -f /usr/share/lua/5.1/resty/websocket/server.lua ] ||
+    die "lua-resty-websocket not found (run bench/deps.sh)"
+  ;;
+esac
+case " $SERVERS " in *" node "*)
+  [ -f bench/node/node_modules/ws/package.json ] || die "bench/node/node_modules/ws missing: run bench/deps.sh (npm ci in bench/node)"
+  ;;
+esac
+
+# A descriptor per idle connection in the server and in wsbench, plus some.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE + 200)) ]; then
+  die "ulimit -n is $(ulimit -n), the idle load needs $((IDLE + 200))"
+fi
+
+# ---- server life cycle ----
+
+free_port() { # a port nothing listens on now (nginx needs one in its config)
+  "$NODE_BIN" -e 'const s = require("net").createServer();
+    s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+# Waits for "...listening on http://IP:PORT" in the server's output.
+wait_port_line() {
+  local i=0
+  port=
+  while [ -z "$port" ]; do
+    kill -0 "$pid" 2>/dev/null || { cat "$dir/server.log" >&2; die "$1 exited before listening"; }
+    i=$((i + 1))
+    [ "$i" -le 100 ] || die "$1 did not print its port within 10 s"
+    sleep 0.1
+    port=$(sed -n 's|^[a-z]*: listening on http://[^ ]*:\([0-9][0-9]*\)$|\1|p' "$dir/server.log")
+  done
+}
+
+start_server() { # NAME
+  local name=$1 i=0
+  : >"$dir/server.log"
+  case $name in
+  ringlet)
+    [ "$(cat "${ringlet_files[@]}" | cksum)" = "$ringlet_sum" ] ||
+      die "${ringlet_files[*]} changed during the run (rebuilt?): the figures would mix two builds; RINGLET_COMMIT=HEAD builds a private copy"
+    taskset -c 0 "$RINGLET_BIN" bench/app.lua --ip 127.0.0.1 --port 0 >"$dir/server.log" 2>&1 &
+    pid=$!
+    wait_port_line ringlet
+    mpid=$pid
+    ;;
+  node)
+    taskset -c 0 "$NODE_BIN" bench/node/server.js 0 127.0.0.1 >"$dir/server.log" 2>&1 &
+    pid=$!
+    wait_port_line node
+    mpid=$pid
+    ;;
+  nginx)
+    port=$(free_port)
+    rm -rf "$dir/nginx"
+    mkdir -p "$dir/nginx"
+    sed -e "s|@PORT@|$port|g" -e "s|@TMP@|$dir/nginx|g" -e "s|@MODULES@|$NGINX_MODULES|g" \
+      bench/nginx/nginx.conf.in >"$dir/nginx/nginx.conf"
+    taskset -c 0 "$NGINX_BIN" -p "$ROOT/bench/nginx/" -c "$dir/nginx/nginx.conf" \
+      -e "$dir/nginx/error.log" >"$dir/server.log" 2>&1 &
+    pid=$!
+    mpid=
+    while :; do
+      kill -0 "$pid" 2>/dev/null || { cat "$dir/server.log" "$dir/nginx/error.log" >&2; die "nginx exited"; }
+      i=$((i + 1))
+      [ "$i" -le 100 ] || die "nginx did not answer within 10 s"
+      sleep 0.1
+      [ "$(curl -s --max-time 1 "http://127.0.0.1:$port/hello")" = "Hello, World!" ] || continue
+      mpid=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null)
+      # shellcheck disable=SC2086 # one pid per word
+      set -- $mpid
+      [ $# -eq 1 ] || die "nginx master $pid has $# children ($mpid), expected one worker"
+      mpid=$1
+      break
+    done
+    ;;
+  esac
+  log "$name: pid $pid (measured: $mpid) on 127.0.0.1:$port, CPU 0"
+}
+
+stop_server() { # NAME
+  local st=0
+  kill_wait "$pid" || st=$?
+  pid=
+  mpid=
+  if [ "$st" -ne 0 ]; then
+    log "$1: exited with status $st on SIGTERM"
+    cat "$dir/server.log" >&2
+    failed=1
+  fi
+}
+
+# The endpoints answer the same on every server: checked at each start.
+check_endpoints() { # NAME
+  local base="http://127.0.0.1:$port" want_stream h
+  want_stream=$(for n in 1 2 3 4 5 6 7 8 9 10; do echo "chunk $n"; done)
+  h=$(curl -s -D - -o "$dir/body" --max-time 5 "$base/hello") || die "$1: GET /hello failed"
+  [ "$(cat "$dir/body")" = "Hello, World!" ] || die "$1: GET /hello body: $(cat "$dir/body")"
+  echo "$h" | grep -qi '^content-type: text/plain' || die "$1: GET /hello is not text/plain"
+  echo "$h" | grep -q '^HTTP/1.1 200' || die "$1: GET /hello status: $(echo "$h" | head -1)"
+  h=$(curl -s -D - -o "$dir/body" --max-time 5 "$base/stream") || die "$1: GET /stream failed"
+  [ "$(cat "$dir/body")" = "$want_stream" ] || die "$1: GET /stream body differs"
+  echo "$h" | grep -qi '^transfer-encoding: chunked' || die "$1: GET /stream is not chunked"
+  local b
+  for b in "" --binary; do
+    # shellcheck disable=SC2086 # $b is empty or one flag
+    "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns 2 --messages 10 --size 100 $b >/dev/null ||
+      die "$1: /ws does not echo (wsbench ${b:-text})"
+  done
+}
+
+# Before the measured loads, an unmeasured pass over every path, so that
+# LuaJIT (nginx) and V8 (Node) have compiled their hot code.
+warm_up() {
+  [ "$WARMUP" = 1 ] || return 0
+  log "$server round $round: warm-up (not measured)"
+  taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d1s "http://127.0.0.1:$port/hello" >/dev/null 2>&1
+  taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d1s "http://127.0.0.1:$port/stream" >/dev/null 2>&1
+  if ! taskset -c 1 "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns "$WS_CONNS" \
+    --messages 1000 --size 32 --depth 16 >/dev/null ||
+    ! taskset -c 1 "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns "$WS_CONNS" \
+      --messages 20 --size 65536 --binary >/dev/null; then
+    log "$server round $round: warm-up: wsbench failed (the measured runs will tell)"
+  fi
+}
+
+# ---- measurements ----
+
+cpu_ticks() { sed 's/.*) //' "/proc/$mpid/stat" | awk '{ print $12 + $13 }'; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$mpid/status"; }
+# How busy each CPU was during a run, from /proc/stat (user+nice+system+irq+
+# softirq; loopback traffic is partly softirq) and how much of CPU 0 the
+# server used, to tell a server-bound run from one disturbed by other work.
+cpu_stat() { awk '$1 == "cpu0" || $1 == "cpu1" { printf "%d %d ", $2 + $3 + $4 + $7 + $8, $9 }' /proc/stat; }
+snap_begin() { s0=$(cpu_stat); w0=$(date +%s%N); }
+snap_log() { # SERVER_TICKS
+  local s1 w1
+  s1=$(cpu_stat)
+  w1=$(date +%s%N)
+  awk -v a="$s0" -v b="$s1" -v t="$1" -v hz="$tck" -v w="$((w1 - w0))" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); secs = w / 1e9 * hz / 100
+    printf "compare:   CPU 0 busy %.0f%% (the server %.0f%%), CPU 1 busy %.0f%%, steal %.0f%%/%.0f%%\n",
+      (y[1] - x[1]) / secs, t / secs, (y[3] - x[3]) / secs, (y[2] - x[2]) / secs, (y[4] - x[4]) / secs }' >&2
+}
+record() { printf '%s\t%s\t%s\t%s\n' "$server" "$round" "$1" "$2" >>"$results"; }
+per_op_us() { awk -v t="$1" -v hz="$tck" -v n="$2" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }'; }
+
+run_wrk() { # KEY PATH
+  local key=$1 path=$2 t0 t1 out n rps
+  log "$server round $round: $key: wrk -t1 -c$WRK_CONNS -d$DURATION http://127.0.0.1:$port$path (CPU 1)"
+  snap_begin
+  t0=$(cpu_ticks)
+  out=$(taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d"$DURATION" "http://127.0.0.1:$port$path" 2>&1)
+  local st=$?
+  t1=$(cpu_ticks)
+  snap_log $((t1 - t0))
+  printf '%s\n' "$out" | sed 's/^/    /' >&2
+  n=$(echo "$out" | sed -n 's/^ *\([0-9][0-9]*\) requests in .*/\1/p')
+  rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+  if [ "$st" -ne 0 ] || [ -z "$n" ] || [ -z "$rps" ] || [ "$n" -eq 0 ] ||
+    echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
+    log "$server round $round: $key: FAILED (wrk status $st, errors above)"
+    record "${key}_rps" FAIL
+    record "${key}_cpu" FAIL
+    failed=1
+    return
+  fi
+  record "${key}_rps" "$rps"
+  record "${key}_cpu" "$(per_op_us $((t1 - t0)) "$n")"
+}
+
+field() { sed -n "s|^$1: *\([0-9.]*\).*|\1|p" "$dir/out"; }
+
+run_ws() { # KEY wsbench-args...
+  local key=$1 t0 t1 st=0 n
+  shift
+  log "$server round $round: $key: wsbench --conns $WS_CONNS $* (CPU 1)"
+  snap_begin
+  t0=$(cpu_ticks)
+  taskset -c 1 "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns "$WS_CONNS" \
+    --timeout "$WS_TIMEOUT" "$@" >"$dir/out" 2>"$dir/err" || st=$?
+  t1=$(cpu_ticks)
+  snap_log $((t1 - t0))
+  sed 's/^/    /' "$dir/out" "$dir/err" >&2
+  n=$(field messages)
+  if [ "$st" -ne 0 ] || [ -z "$n" ]; then
+    log "$server round $round: $key: FAILED (wsbench exit status $st)"
+    for f in mps p50 p99 cpu; do record "${key}_$f" FAIL; done
+    failed=1
+    return
+  fi
+  record "${key}_mps" "$(field messages/s)"
+  record "${key}_p50" "$(field 'latency p50')"
+  record "${key}_p99" "$(field 'latency p99')"
+  record "${key}_cpu" "$(per_op_us $((t1 - t0)) "$n")"
+}
+
+run_idle() {
+  local rss0 rss1 st=0 i=0
+  sleep 0.5
+  rss0=$(rss_kb)
+  log "$server round $round: idle: wsbench --idle $IDLE --hold $HOLD (CPU 1); RSS of pid $mpid before: $rss0 KiB"
+  taskset -c 1 "$WSB" --host 127.0.0.1 --port "$port" --path /ws --idle "$IDLE" --hold "$HOLD" \
+    --timeout "$WS_TIMEOUT" >"$dir/out" 2>"$dir/err" &
+  bpid=$!
+  while ! grep -q '^idle: ' "$dir/out"; do
+    if ! kill -0 "$bpid" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if grep -q '^idle: ' "$dir/out"; then
+    sleep 0.5 # the last handshakes' bookkeeping
+    rss1=$(rss_kb)
+  fi
+  wait "$bpid" || st=$?
+  bpid=
+  sed 's/^/    /' "$dir/out" "$dir/err" >&2
+  if [ "$st" -ne 0 ] || [ -z "${rss1:-}" ]; then
+    log "$server round $round: idle: FAILED (wsbench exit status $st)"
+    record idle_kib FAIL
+    failed=1
+    return
+  fi
+  log "$server round $round: idle: RSS $rss0 -> $rss1 KiB with $IDLE connections"
+  record idle_kib "$(awk -v a="$rss0" -v b="$rss1" -v n="$IDLE" 'BEGIN { printf "%.2f", (b - a) / n }')"
+}
+
+# ---- versions ----
+
+v_nginx=$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')
+v_lua=$(dpkg-query -W -f '${Version}' libnginx-mod-http-lua 2>/dev/null || echo '?')
+v_resty_ws=$(dpkg-query -W -f '${Version}' lua-nginx-websocket 2>/dev/null || echo '?')
+v_luajit=$(dpkg-query -W -f '${Version}' libluajit2-5.1-2 2>/dev/null || echo '?')
+v_node=$("$NODE_BIN" --version)
+v_ws=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' bench/node/node_modules/ws/package.json 2>/dev/null | head -1)
+v_wrk=$(wrk -v 2>&1 | sed -n '1s/^wrk \([^ ]*\).*/\1/p')
+cpu_model=$(sed -n '1,/^model name/s/^model name[^:]*: *//p' /proc/cpuinfo | head -1)
+
+# ---- the runs ----
+
+read -r -a order <<<"$SERVERS"
+for round in $(seq 1 "$ROUNDS"); do
+  # rotate the order each round so no server always goes first
+  shift_by=$(((round - 1) % ${#order[@]}))
+  this=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+  for server in "${this[@]}"; do
+    log "==== round $round/$ROUNDS: $server"
+    start_server "$server"
+    check_endpoints "$server"
+    warm_up
+    run_wrk hello /hello
+    run_wrk stream /stream
+    run_ws ws32 --messages "$MESSAGES" --size 32 --depth 1
+    run_ws ws32d16 --messages "$MESSAGES_D16" --size 32 --depth 16
+    run_ws ws64k --messages "$MESSAGES_BIG" --size 65536 --depth 1 --binary
+    stop_server "$server"
+    # idle on a fresh server, so memory freed by the loads above does not
+    # absorb the growth
+    start_server "$server"
+    run_idle
+    stop_server "$server"
+  done
+done
+
+# ---- the table ----
+
+cmdline="${RINGLET_COMMIT:+RINGLET_COMMIT=$RINGLET_COMMIT }ROUNDS=$ROUNDS DURATION=$DURATION WRK_CONNS=$WRK_CONNS WS_CONNS=$WS_CONNS MESSAGES=$MESSAGES MESSAGES_D16=$MESSAGES_D16 MESSAGES_BIG=$MESSAGES_BIG IDLE=$IDLE HOLD=$HOLD WARMUP=$WARMUP bench/compare.sh"
+
+cat <<EOF
+
+- date: $(date -u +%Y-%m-%d)
+- machine: $(nproc) CPUs ($cpu_model), servers on CPU 0, load on CPU 1
+- ringlet: $rev (${build_type:-unknown build type}), \`$ringlet_shown bench/app.lua --ip 127.0.0.1 --port 0\`
+- nginx: $v_nginx, libnginx-mod-http-lua $v_lua, lua-nginx-websocket (lua-resty-websocket) $v_resty_ws, LuaJIT (libluajit2-5.1-2) $v_luajit; worker_processes 1
+- Node.js: $v_node, ws $v_ws
+- load: wrk $v_wrk \`-t1 -c$WRK_CONNS -d$DURATION\`; wsbench $WS_CONNS connections (32 B d1: $MESSAGES, d16: $MESSAGES_D16, 64 KiB: $MESSAGES_BIG messages each); idle: $IDLE connections
+- warm-up before the measured loads of each server start: $([ "$WARMUP" = 1 ] && echo "wrk 1 s on each path, wsbench $WS_CONNS x 1000 at d16 and $WS_CONNS x 20 at 64 KiB (not measured)" || echo none)
+- command: \`$cmdline\`
+- cells: one figure per round, in round order; ratios are of the means
+
+EOF
+
+awk -F '\t' -v servers="$SERVERS" -v rounds="$ROUNDS" -v idle="$IDLE" '
+function fmt(v, kind,   s, neg, i) {
+  if (v == "FAIL") return "FAIL"
+  if (kind == "int") {
+    s = sprintf("%.0f", v)
+    while (s ~ /[0-9][0-9][0-9][0-9]/) {
+      i = match(s, /[0-9][0-9][0-9][0-9](,|$)/)
+      s = substr(s, 1, i) "," substr(s, i + 1)
+    }
+    return s
+  }
+  if (kind == "ms") return sprintf("%.3g", v / 1000)
+  if (v >= 100) return sprintf("%.0f", v)
+  return sprintf("%.3g", v)
+}
+{ val[$1, $3, $2] = $4 }
+END {
+  n = split("hello_rps hello_cpu stream_rps stream_cpu ws32_mps ws32_p50 ws32_p99 ws32_cpu " \
+            "ws32d16_mps ws32d16_p50 ws32d16_p99 ws32d16_cpu ws64k_mps ws64k_p50 ws64k_p99 ws64k_cpu idle_kib", keys, " ")
+  label["hello_rps"] = "GET /hello, requests/s";            kind["hello_rps"] = "int"
+  label["hello_cpu"] = "GET /hello, server CPU µs/request"
+  label["stream_rps"] = "GET /stream, requests/s";          kind["stream_rps"] = "int"
+  label["stream_cpu"] = "GET /stream, server CPU µs/request"
+  label["ws32_mps"] = "WS 32 B text d1, messages/s";        kind["ws32_mps"] = "int"
+  label["ws32_p50"] = "WS 32 B text d1, p50 latency ms";    kind["ws32_p50"] = "ms"
+  label["ws32_p99"] = "WS 32 B text d1, p99 latency ms";    kind["ws32_p99"] = "ms"
+  label["ws32_cpu"] = "WS 32 B text d1, server CPU µs/message"
+  label["ws32d16_mps"] = "WS 32 B text d16, messages/s";    kind["ws32d16_mps"] = "int"
+  label["ws32d16_p50"] = "WS 32 B text d16, p50 latency ms"; kind["ws32d16_p50"] = "ms"
+  label["ws32d16_p99"] = "WS 32 B text d16, p99 latency ms"; kind["ws32d16_p99"] = "ms"
+  label["ws32d16_cpu"] = "WS 32 B text d16, server CPU µs/message"
+  label["ws64k_mps"] = "WS 64 KiB binary d1, messages/s";   kind["ws64k_mps"] = "int"
+  label["ws64k_p50"] = "WS 64 KiB binary d1, p50 latency ms"; kind["ws64k_p50"] = "ms"
+  label["ws64k_p99"] = "WS 64 KiB binary d1, p99 latency ms"; kind["ws64k_p99"] = "ms"
+  label["ws64k_cpu"] = "WS 64 KiB binary d1, server CPU µs/message"
+  label["idle_kib"] = idle " idle WS, server RSS KiB/connection"
+  ns = split(servers, sv, " ")
+  name["ringlet"] = "ringlet"; name["nginx"] = "nginx"; name["node"] = "Node"
+  hdr = "| figure (better) |"; sep = "| --- |"
+  for (j = 1; j <= ns; j++) { hdr = hdr " " name[sv[j]] " |"; sep = sep " --- |" }
+  for (j = 1; j <= ns; j++) if (sv[j] != "ringlet") { hdr = hdr " ringlet / " name[sv[j]] " |"; sep = sep " --- |" }
+  print hdr; print sep
+  for (k = 1; k <= n; k++) {
+    key = keys[k]
+    better = (key ~ /_(rps|mps)$/) ? "higher" : "lower"
+    line = "| " label[key] " (" better ") |"
+    for (j = 1; j <= ns; j++) {
+      cell = ""; sum[sv[j]] = 0; cnt[sv[j]] = 0; bad[sv[j]] = 0
+      for (r = 1; r <= rounds; r++) {
+        v = ((sv[j], key, r) in val) ? val[sv[j], key, r] : "FAIL"
+        cell = cell (r > 1 ? " · " : "") fmt(v, kind[key])
+        if (v == "FAIL") bad[sv[j]] = 1; else { sum[sv[j]] += v; cnt[sv[j]]++ }
+      }
+      line = line " " cell " |"
+    }
+    for (j = 1; j <= ns; j++) if (sv[j] != "ringlet") {
+      o = sv[j]
+      if (bad["ringlet"] || bad[o] || !cnt["ringlet"] || !cnt[o] || sum[o] == 0) line = line " – |"
+      else line = line sprintf(" %.2f |", (sum["ringlet"] / cnt["ringlet"]) / (sum[o] / cnt[o]))
+    }
+    print line
+  }
+}' "$results"
+
+if [ "$failed" -ne 0 ]; then
+  log "some loads failed: see FAIL in the table and the log above"
+  exit 1
+fi
