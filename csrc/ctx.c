@@ -39,10 +39,19 @@ rl_ctx *rl__ctx(lua_State *L) {
 }
 
 int rl__protect(lua_State *L, lua_CFunction f, void *ud) {
+  rl_ctx *ctx = rl__ctx(L);
   int top = lua_gettop(L);
   lua_pushcfunction(L, f);
   lua_pushlightuserdata(L, ud);
+  if (ctx->protected > 0) {
+    /* already inside a protected call: an error unwinds to that one */
+    lua_call(L, 1, 0);
+    lua_settop(L, top);
+    return LUA_OK;
+  }
+  ctx->protected ++;
   int st = lua_pcall(L, 1, 0, 0);
+  ctx->protected --;
   if (st != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     rl__log("internal error: %s", msg ? msg : "(no message)");
@@ -445,6 +454,35 @@ void rl__ctx_open(lua_State *L) {
   ctx->reqs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   ctx->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  static const char *const keys[] = {
+      "server_port",  "server_name", "remote_addr",    "uri",
+      "query_string", "scheme",      "request_method", "protocol",
+      "headers",      "body",        "websocket",      "status",
+      "http",         "HTTP/1.1",    "HTTP/1.0"};
+  lua_createtable(L, RL_K_METHODS + 64, 0);
+  for (int i = 0; i < RL_K_METHODS - 1; i++) {
+    lua_pushstring(L, keys[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  static const struct {
+    int num;
+    const char *name;
+  } methods[] = {
+#define RL_XX(num, name, string) {num, #string},
+      HTTP_ALL_METHOD_MAP(RL_XX)
+#undef RL_XX
+  };
+  for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+    char lower[32];
+    const char *name = methods[m].name;
+    size_t n = 0;
+    for (; name[n] && n < sizeof lower - 1; n++)
+      lower[n] =
+          (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
+    lua_pushlstring(L, lower, n);
+    lua_rawseti(L, -2, RL_K_METHODS + (methods[m].num & 63));
+  }
+  ctx->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 int ringlet_set_loop(lua_State *L, uv_loop_t *loop) {

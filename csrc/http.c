@@ -288,15 +288,24 @@ static int on_message_complete(llhttp_t *p) {
 /* ---- the request table ------------------------------------------------------
  */
 
+/* Set t[K[k]] = the value on top, t just below it. */
+static void setk(lua_State *L, int K, int k) {
+  lua_rawgeti(L, K, k);
+  lua_insert(L, -2);
+  lua_rawset(L, -3);
+}
+
 static void push_request(lua_State *L, rl_conn *c) {
   rl_server *s = c->server;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx->keys_ref);
+  int K = lua_gettop(L); /* interned keys: no lookup by C string */
   lua_createtable(L, 0, 12);
   lua_pushinteger(L, s->port);
-  lua_setfield(L, -2, "server_port");
+  setk(L, K, RL_K_SERVER_PORT);
   lua_pushstring(L, c->remote);
-  lua_setfield(L, -2, "remote_addr");
-  lua_pushliteral(L, "http");
-  lua_setfield(L, -2, "scheme");
+  setk(L, K, RL_K_REMOTE_ADDR);
+  lua_rawgeti(L, K, RL_V_HTTP);
+  setk(L, K, RL_K_SCHEME);
 
   /* uri and query_string; an absolute-form target names the host. */
   const char *u = c->url.base ? c->url.base : "/";
@@ -315,7 +324,7 @@ static void push_request(lua_State *L, rl_conn *c) {
       if (slash == end || *slash == '?') {
         /* "http://host?q" means path "/" */
         lua_pushliteral(L, "/");
-        lua_setfield(L, -2, "uri");
+        setk(L, K, RL_K_URI);
         u = slash;
         ul = (size_t)(end - slash);
       } else {
@@ -327,22 +336,18 @@ static void push_request(lua_State *L, rl_conn *c) {
   const char *q = memchr(u, '?', ul);
   if (ul > 0 && u[0] != '?') {
     lua_pushlstring(L, u, q ? (size_t)(q - u) : ul);
-    lua_setfield(L, -2, "uri");
+    setk(L, K, RL_K_URI);
   }
   if (q) {
     lua_pushlstring(L, q + 1, ul - (size_t)(q - u) - 1);
-    lua_setfield(L, -2, "query_string");
+    setk(L, K, RL_K_QUERY_STRING);
   }
 
-  char m[24];
-  const char *mn = llhttp_method_name((llhttp_method_t)c->parser.method);
   size_t i;
-  for (i = 0; mn[i] && i < sizeof m - 1; i++)
-    m[i] = (char)tolower((unsigned char)mn[i]);
-  lua_pushlstring(L, m, i);
-  lua_setfield(L, -2, "request_method");
-  lua_pushstring(L, c->http_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
-  lua_setfield(L, -2, "protocol");
+  lua_rawgeti(L, K, RL_K_METHODS + (c->parser.method & 63));
+  setk(L, K, RL_K_REQUEST_METHOD);
+  lua_rawgeti(L, K, c->http_minor == 0 ? RL_V_HTTP10 : RL_V_HTTP11);
+  setk(L, K, RL_K_PROTOCOL);
 
   size_t nh;
   rl_header *h = headers(c, &nh);
@@ -368,7 +373,7 @@ static void push_request(lua_State *L, rl_conn *c) {
       hostl = h[i].value_len;
     }
   }
-  lua_setfield(L, -2, "headers");
+  setk(L, K, RL_K_HEADERS);
 
   if (auth) {
     host = auth;
@@ -389,14 +394,15 @@ static void push_request(lua_State *L, rl_conn *c) {
   } else {
     lua_pushstring(L, s->name);
   }
-  lua_setfield(L, -2, "server_name");
+  setk(L, K, RL_K_SERVER_NAME);
 
   if (c->body.len > 0) {
     lua_pushlstring(L, c->body.base, c->body.len);
-    lua_setfield(L, -2, "body");
+    setk(L, K, RL_K_BODY);
   }
   lua_pushboolean(L, c->websocket);
-  lua_setfield(L, -2, "websocket");
+  setk(L, K, RL_K_WEBSOCKET);
+  lua_remove(L, K);
 }
 
 /* ---- dispatch

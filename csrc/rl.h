@@ -46,8 +46,10 @@ struct rl_ctx {
   rl_conn *dirty;     /* conns to flush: intrusive list via dirty_next */
   rl_server *servers; /* running servers, via next */
   int handles;        /* ringlet handles open on loop (for set_loop) */
+  int protected;      /* rl__protect calls running (nested ones skip pcall) */
   int closing;        /* lua_close is running: no more Lua from callbacks */
   int reqs_ref;       /* registry: weak-key table request -> conn (light) */
+  int keys_ref;       /* registry: interned strings, RL_K_* */
   int tasks_ref;      /* registry: thread -> task (light) */
   rl_task *pool[64];  /* finished tasks kept with their coroutines */
   int npool;
@@ -55,6 +57,26 @@ struct rl_ctx {
   time_t date_sec;         /* second the cached Date value is for */
   char date[40];           /* "Sun, 06 Nov 1994 08:49:37 GMT" */
   char date_line[48];      /* "Date: " date "\r\n" */
+};
+
+/* ctx->keys_ref: request and response keys, values and method names */
+enum {
+  RL_K_SERVER_PORT = 1,
+  RL_K_SERVER_NAME,
+  RL_K_REMOTE_ADDR,
+  RL_K_URI,
+  RL_K_QUERY_STRING,
+  RL_K_SCHEME,
+  RL_K_REQUEST_METHOD,
+  RL_K_PROTOCOL,
+  RL_K_HEADERS,
+  RL_K_BODY,
+  RL_K_WEBSOCKET,
+  RL_K_STATUS,
+  RL_V_HTTP,
+  RL_V_HTTP11,
+  RL_V_HTTP10,
+  RL_K_METHODS /* + llhttp method, 64 of them: lower-case names */
 };
 
 rl_ctx *rl__ctx(lua_State *L);
