@@ -521,12 +521,17 @@ int rl__as_channel(lua_State *L) {
       lua_rawset(L, oidx);
     }
   }
-  /* which connection is this request on? */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->reqs_ref);
-  lua_pushvalue(L, 1);
-  lua_rawget(L, -2);
-  rl_conn *c = lua_touserdata(L, -1);
-  lua_pop(L, 2);
+  /* which connection is this request on? as_channel is called by the
+   * handler, whose task knows its connection and current request */
+  rl_conn *c = rl__task_conn(rl__current_task(L));
+  if (c && c->req_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->req_ref);
+    if (!lua_rawequal(L, -1, 1))
+      c = NULL;
+    lua_pop(L, 1);
+  } else {
+    c = NULL;
+  }
 
   rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, 3);
   memset(ch, 0, sizeof *ch);

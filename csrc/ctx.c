@@ -305,15 +305,21 @@ static void sleep_cb(uv_timer_t *h) {
 
 /* ringlet.sleep(ms): suspend the calling handler or callback; the loop
  * serves everyone else meanwhile. */
-int rl__l_sleep(lua_State *L) {
-  lua_Integer ms = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+rl_task *rl__current_task(lua_State *L) {
   rl_ctx *ctx = rl__ctx(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tasks_ref);
   lua_pushthread(L);
   lua_rawget(L, -2);
   rl_task *t = lua_touserdata(L, -1);
   lua_pop(L, 2);
+  return t && t->done ? t : NULL; /* pooled tasks are not running */
+}
+
+int rl__l_sleep(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
+  rl_ctx *ctx = rl__ctx(L);
+  rl_task *t = rl__current_task(L);
   if (t == NULL || !lua_isyieldable(L))
     return luaL_error(L, "ringlet.sleep: call it inside a handler or "
                          "callback run by ringlet");
@@ -444,14 +450,6 @@ void rl__ctx_open(lua_State *L) {
   uv_idle_init(ctx->loop, &ctx->flusher);
   ctx->flusher.data = ctx;
   ctx->handles = 1;
-  /* request table -> conn, weak keys: a request kept by the user after its
-   * response does not pin anything. */
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  ctx->reqs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   ctx->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   static const char *const keys[] = {

@@ -433,18 +433,17 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   }
 }
 
+/* The connection whose handler t runs, if t is a handler's task. */
+rl_conn *rl__task_conn(rl_task *t) {
+  return t && t->done == handler_done ? t->data : NULL;
+}
+
 static int dispatch_p(lua_State *L) {
   rl_conn *c = lua_touserdata(L, 1);
-  rl_ctx *ctx = c->ctx;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->server->handler_ref);
   push_request(L, c);
   lua_pushvalue(L, -1);
   c->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->reqs_ref);
-  lua_pushvalue(L, -2);
-  lua_pushlightuserdata(L, c);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
   /* The request's bytes are in the table now. */
   c->url.len = c->hdrs.len = c->hlist.len = c->body.len = 0;
   if (c->body.cap > RL_MAX_PENDING)
@@ -750,10 +749,6 @@ void rl__conn_close_timer(rl_conn *c) {
  * the next one. */
 static int release_request_p(lua_State *L) {
   rl_conn *c = lua_touserdata(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx->reqs_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->req_ref);
-  lua_pushnil(L);
-  lua_rawset(L, -3);
   luaL_unref(L, LUA_REGISTRYINDEX, c->req_ref);
   c->req_ref = LUA_NOREF;
   return 0;

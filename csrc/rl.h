@@ -48,7 +48,6 @@ struct rl_ctx {
   int handles;        /* ringlet handles open on loop (for set_loop) */
   int protected;      /* rl__protect calls running (nested ones skip pcall) */
   int closing;        /* lua_close is running: no more Lua from callbacks */
-  int reqs_ref;       /* registry: weak-key table request -> conn (light) */
   int keys_ref;       /* registry: interned strings, RL_K_* */
   int tasks_ref;      /* registry: thread -> task (light) */
   rl_task *pool[64];  /* finished tasks kept with their coroutines */
@@ -113,6 +112,10 @@ struct rl_task {
  * Pops them. Must run inside a protected call (it may raise on memory). */
 rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done,
                         void *data); /* the task while suspended, or NULL */
+
+/* The task running on L (a coroutine ringlet started), or NULL. */
+rl_task *rl__current_task(lua_State *L);
+rl_conn *rl__task_conn(rl_task *t); /* its connection, for a handler */
 
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */
