@@ -22,16 +22,18 @@ typedef struct {
 
 struct rl_channel {
   rl_ctx *ctx;
-  rl_conn *conn;   /* attached connection, NULL once released */
-  rl_conn *origin; /* the connection of the request it was made for */
-  int self_ref;    /* registry: the userdata while attached */
-  int hold_ref;    /* registry: the userdata while callbacks run */
-  int running;     /* callbacks running */
-  int closed;      /* closed: is_open() false, send returns nil */
-  int close_fired; /* on_close has been called */
+  rl_conn *conn;      /* attached connection, NULL once released */
+  rl_conn *origin;    /* the connection of the request it was made for */
+  uint64_t origin_id; /* and its id: an address may be reused */
+  int self_ref;       /* registry: the userdata while attached */
+  int hold_ref;       /* registry: the userdata while callbacks run */
+  int running;        /* callbacks running */
+  int closed;         /* closed: is_open() false, send returns nil */
+  int close_fired;    /* on_close has been called */
   int head_sent;
   int chunked;            /* HTTP stream framed with chunks */
   int framing;            /* RL_FRAME_* of the response once the head is out */
+  int nobody;             /* the response has no body (HEAD, 1xx, 204, 304) */
   uint64_t timeout;       /* ms, 0 = none */
   uv_timer_t *timer;      /* malloc'd; freed by its close callback */
   int ws;                 /* the WebSocket transport */
@@ -105,7 +107,7 @@ static void ch_start(lua_State *L, rl_channel *ch, int nargs, int is_err) {
     push_self(L, ch);
     ch->hold_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  (void)rl__task_start(L, nargs, is_err ? err_done : cb_done, ch);
+  (void)rl__task_start(L, nargs, is_err ? err_done : cb_done, ch, NULL);
 }
 
 /* Call opts[name](ch, ...) with nargs extra args already on L. The
@@ -437,7 +439,7 @@ static int open_p(lua_State *L) {
 int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
                        const char **err) {
   int uidx = lua_absindex(L, -1); /* the body: the channel userdata */
-  if (ch->origin != c || ch->conn || ch->closed) {
+  if (ch->origin != c || ch->origin_id != c->id || ch->conn || ch->closed) {
     *err = "the channel was made for another request or is closed";
     return -1;
   }
@@ -545,6 +547,7 @@ int rl__as_channel(lua_State *L) {
   lua_pop(L, 1);
   ch->ws = c != NULL && c->websocket;
   ch->origin = c;
+  ch->origin_id = c ? c->id : 0;
   ch->closed = c == NULL; /* the request's connection is already gone */
   luaL_setmetatable(L, RL_CHANNEL_MT);
   int uidx = lua_gettop(L);
@@ -835,16 +838,18 @@ static int ch_send(lua_State *L) {
     if (rl__write_head(c, L, status, hidx, framing, n, NULL, &err))
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
-    ch->framing = framing;
-    ch->chunked = framing == RL_FRAME_CHUNKED;
+    /* HEAD, 1xx, 204 and 304 answers have no body: nothing follows */
+    ch->nobody = c->head_only || status < 200 || status == 204 || status == 304;
+    ch->framing = ch->nobody ? RL_FRAME_NONE : framing;
+    ch->chunked = ch->framing == RL_FRAME_CHUNKED;
     if (close) {
-      if (!c->head_only)
+      if (!ch->nobody)
         rl__conn_write(c, data, n);
       ch->chunked = 0;
     }
   }
   if (!close || ch->chunked) {
-    if (c->head_only)
+    if (ch->nobody)
       ;
     else if (ch->chunked)
       rl__chunk(c, data, n);

@@ -204,7 +204,8 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   return NULL;
 }
 
-rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data) {
+rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data,
+                        rl_task **slot) {
   rl_ctx *ctx = rl__ctx(L);
   rl_task *t;
   if (ctx->npool > 0) {
@@ -225,6 +226,8 @@ rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data) {
   }
   t->done = done;
   t->data = data;
+  if (slot)
+    *slot = t; /* the owner can detach it even before it first yields */
   lua_xmove(L, t->co, nargs + 1);
   return task_resume(L, t, nargs);
 }
@@ -236,7 +239,7 @@ static void log_done(rl_task *t, lua_State *co, int status, int nres) {
 }
 
 void rl__call_cb(lua_State *L, int nargs, const char *what) {
-  (void)rl__task_start(L, nargs, log_done, (void *)what);
+  (void)rl__task_start(L, nargs, log_done, (void *)what, NULL);
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -267,6 +270,10 @@ static void timer_release(lua_State *L, rl_timer *tm) {
     luaL_unref(L, LUA_REGISTRYINDEX, tm->self_ref);
   }
   tm->fn_ref = tm->self_ref = LUA_NOREF;
+  if (L == NULL && tm->task) {
+    free(tm->task); /* lua_close: the sleeping task will never resume */
+    tm->task = NULL;
+  }
   uv_close((uv_handle_t *)&tm->h, timer_closed);
 }
 

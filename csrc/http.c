@@ -10,6 +10,8 @@
 #define RL_MAX_HEADERS 128
 #define RL_MAX_HEADER_BYTES (64 * 1024)
 #define RL_MAX_PENDING (64 * 1024) /* unparsed input held while busy */
+#define RL_MAX_OUT (1024 * 1024)   /* output queued before reading pauses */
+#define RL_BUF_MAX (1u << 30)      /* largest piece of one uv_buf_t */
 #define RL_READ_CHUNK (16 * 1024)
 #define RL_LINGER_MS 2000
 
@@ -408,6 +410,17 @@ static void push_request(lua_State *L, rl_conn *c) {
 /* ---- dispatch
  * ----------------------------------------------------------------- */
 
+/* respond_p(conn, response) -> nil, or the reason it is not valid */
+static int respond_p(lua_State *L) {
+  rl_conn *c = lua_touserdata(L, 1);
+  const char *err = NULL;
+  if (rl__respond(c, L, 2, &err) != 0) {
+    lua_pushstring(L, err);
+    return 1;
+  }
+  return 0;
+}
+
 static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   rl_conn *c = t->data;
   if (c == NULL)
@@ -427,10 +440,19 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
     rl__respond_error(c, 500, NULL);
     return;
   }
-  if (rl__respond(c, co, idx, &err) != 0) {
+  /* The response table's metamethods may raise: read it under a pcall
+   * of its own, so that a bad table is a 500 and never a hung connection */
+  lua_pushcfunction(co, respond_p);
+  lua_pushlightuserdata(co, c);
+  lua_pushvalue(co, idx);
+  if (lua_pcall(co, 2, 1, 0) != LUA_OK) {
+    rl__log("bad response: %s", lua_tostring(co, -1));
+    rl__respond_error(c, 500, NULL);
+  } else if ((err = lua_tostring(co, -1)) != NULL) {
     rl__log("bad response: %s", err);
     rl__respond_error(c, 500, NULL);
   }
+  lua_pop(co, 1);
 }
 
 /* The connection whose handler t runs, if t is a handler's task. */
@@ -450,7 +472,7 @@ static int dispatch_p(lua_State *L) {
     rl__buf_free(&c->body);
   c->state = RL_HANDLING;
   c->server->inflight++;
-  c->task = rl__task_start(L, 1, handler_done, c);
+  (void)rl__task_start(L, 1, handler_done, c, &c->task);
   return 0;
 }
 
@@ -529,6 +551,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
       c->keep_alive = 0;
       return;
     }
+    if (nread == UV_EOF && !c->ws && c->state == RL_READING &&
+        (c->out.len || c->nwrites)) {
+      rl__conn_close(c, 1); /* half-closed: finish writing what it asked */
+      return;
+    }
     rl__conn_close(c, 0);
     return;
   }
@@ -544,7 +571,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void start_reading(rl_conn *c) {
-  if (c->reading || c->read_eof || uv_is_closing((uv_handle_t *)&c->tcp))
+  if (c->reading || c->read_eof || c->out_blocked ||
+      uv_is_closing((uv_handle_t *)&c->tcp))
     return;
   if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
     c->reading = 1;
@@ -673,10 +701,25 @@ static int status_for(llhttp_errno_t e, rl_conn *c) {
   }
 }
 
+/* Output backpressure: a client that sends requests (or pings) faster
+ * than it reads the answers stops being read until its output drains. */
+int rl__conn_pause_if_full(rl_conn *c) {
+  if (rl__conn_buffered(c) < RL_MAX_OUT)
+    return 0;
+  c->out_blocked = 1;
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+  return 1;
+}
+
 static void conn_process(rl_conn *c) {
   while (c->state == RL_READING && !c->want_close &&
          !uv_is_closing((uv_handle_t *)&c->tcp)) {
     if (c->in_pos == c->in.len)
+      break;
+    if (rl__conn_pause_if_full(c))
       break;
     if (c->proxy_pending) {
       int r = proxy_header(c);
@@ -730,12 +773,15 @@ static void conn_process(rl_conn *c) {
 void rl__conn_continue(rl_conn *c) {
   if (uv_is_closing((uv_handle_t *)&c->tcp))
     return;
-  if (c->ws)
+  if (c->ws) {
     rl__ws_proceed(c);
-  else if (c->state == RL_READING)
+    if (!c->out_blocked && c->state == RL_CHANNEL)
+      start_reading(c);
+  } else if (c->state == RL_READING) {
     conn_process(c);
-  else if (c->state == RL_BODY)
+  } else if (c->state == RL_BODY) {
     rl__body_pump(c);
+  }
 }
 
 void rl__conn_close_timer(rl_conn *c) {
@@ -803,6 +849,11 @@ static void conn_written(rl_conn *c) {
     rl__channel_written(c->channel);
   if (c->out.len || c->nwrites || uv_is_closing((uv_handle_t *)&c->tcp))
     return;
+  if (c->out_blocked) {
+    c->out_blocked = 0; /* drained: read and parse again */
+    c->deferred = 1;
+    rl__mark_dirty(c);
+  }
   if (c->state == RL_BODY)
     rl__body_pump(c);
   else if (c->want_close && !c->lingering)
@@ -838,7 +889,9 @@ void rl__conn_flush(rl_conn *c) {
     return;
   size_t off = 0;
   if (c->nwrites == 0) {
-    uv_buf_t b = uv_buf_init(c->out.base, (unsigned)c->out.len);
+    uv_buf_t b = uv_buf_init(
+        c->out.base,
+        (unsigned)(c->out.len > RL_BUF_MAX ? RL_BUF_MAX : c->out.len));
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n < 0 && n != UV_EAGAIN) {
       rl__conn_close(c, 0);
@@ -863,8 +916,16 @@ void rl__conn_flush(rl_conn *c) {
   w->len = c->out.len - off;
   c->out.base = NULL;
   c->out.len = c->out.cap = 0;
-  uv_buf_t b = uv_buf_init(w->base + off, (unsigned)w->len);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+  /* uv_buf_t lengths are unsigned int: a body past 4 GiB goes in pieces */
+  uv_buf_t b[8];
+  unsigned nb = 0;
+  for (size_t o = 0; o < w->len && nb < 8; nb++) {
+    size_t k = w->len - o > RL_BUF_MAX ? RL_BUF_MAX : w->len - o;
+    b[nb] = uv_buf_init(w->base + off + o, (unsigned)k);
+    o += k;
+  }
+  if (w->len > (size_t)8 * RL_BUF_MAX ||
+      uv_write(&w->req, (uv_stream_t *)&c->tcp, b, nb, write_cb) != 0) {
     free(w->base);
     free(w);
     rl__conn_close(c, 0);
@@ -1009,6 +1070,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   c->server = s;
   c->ctx = s->ctx;
+  c->id = ++s->ctx->next_conn_id;
   c->req_ref = LUA_NOREF;
   c->bodys.ref = LUA_NOREF;
   uv_tcp_init(s->ctx->loop, &c->tcp);

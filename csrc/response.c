@@ -502,7 +502,7 @@ static int pump_p(lua_State *L) {
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->ref);
     b->busy = 1;
-    b->task = rl__task_start(L, 0, iter_done, c);
+    (void)rl__task_start(L, 0, iter_done, c, &b->task);
   }
   return 0;
 }

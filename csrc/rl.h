@@ -47,10 +47,11 @@ struct rl_ctx {
   rl_server *servers; /* running servers, via next */
   int handles;        /* ringlet handles open on loop (for set_loop) */
   int protected;      /* rl__protect calls running (nested ones skip pcall) */
-  int closing;        /* lua_close is running: no more Lua from callbacks */
-  int keys_ref;       /* registry: interned strings, RL_K_* */
-  int tasks_ref;      /* registry: thread -> task (light) */
-  rl_task *pool[64];  /* finished tasks kept with their coroutines */
+  uint64_t next_conn_id; /* ids for connections */
+  int closing;           /* lua_close is running: no more Lua from callbacks */
+  int keys_ref;          /* registry: interned strings, RL_K_* */
+  int tasks_ref;         /* registry: thread -> task (light) */
+  rl_task *pool[64];     /* finished tasks kept with their coroutines */
   int npool;
   struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
   time_t date_sec;         /* second the cached Date value is for */
@@ -110,8 +111,11 @@ struct rl_task {
 
 /* Call the function below `nargs` arguments on L's stack in a new task.
  * Pops them. Must run inside a protected call (it may raise on memory). */
-rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done,
-                        void *data); /* the task while suspended, or NULL */
+rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data,
+                        rl_task **slot);
+/* Returns the task while suspended, or NULL. *slot (when given) is set to
+ * the task before it first runs; its done callback clears the owner's
+ * pointer. */
 
 /* The task running on L (a coroutine ringlet started), or NULL. */
 rl_task *rl__current_task(lua_State *L);
@@ -238,6 +242,8 @@ struct rl_conn {
   uint64_t deadline;   /* loop time the timeout is due, 0 = none */
   uint64_t timer_due;  /* when the libuv timer fires next */
   int close_timer;     /* the close timer is armed */
+  int out_blocked;     /* reading paused until the output drains */
+  uint64_t id;         /* unique per context: tells reused addresses apart */
   char remote[64];     /* peer address */
   int remote_port;
 };
@@ -294,7 +300,8 @@ int rl__ws_ping(rl_conn *c, const char *p, size_t n);
 /* The close code for on_close: the peer's, else ours, else 1006. */
 int rl__ws_close_info(rl_conn *c, const char **reason, size_t *n);
 void rl__ws_free(rl_conn *c);
-void rl__conn_close_timer(rl_conn *c); /* close c if still open in a while */
+void rl__conn_close_timer(rl_conn *c);  /* close c if still open in a while */
+int rl__conn_pause_if_full(rl_conn *c); /* stop reading while output is big */
 /* from websocket.c into channel.c: a message or pong arrived */
 void rl__channel_message(rl_channel *ch, int opcode, const char *p, size_t n);
 

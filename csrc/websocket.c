@@ -409,6 +409,8 @@ void rl__ws_proceed(rl_conn *c) {
     return;
   while (!ws->read_closed && c->in_pos < c->in.len &&
          !uv_is_closing((uv_handle_t *)&c->tcp)) {
+    if (rl__conn_pause_if_full(c))
+      break; /* the peer is not reading what we send (pongs included) */
     if (!ws->in_payload) {
       int hl = frame_head(c, (unsigned char *)c->in.base + c->in_pos,
                           c->in.len - c->in_pos);
