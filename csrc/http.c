@@ -484,10 +484,8 @@ static void dispatch(rl_conn *c) {
     rl__respond_error(c, 503, "too many requests in flight");
     return;
   }
-  if (rl__protect(c->ctx->L, dispatch_p, c) != LUA_OK) {
-    if (c->state == RL_READING)
-      rl__conn_close(c, 0);
-  }
+  if (rl__protect(c->ctx->L, dispatch_p, c) != LUA_OK)
+    rl__conn_close(c, 0); /* out of memory: this connection cannot go on */
 }
 
 /* ---- reading

@@ -111,14 +111,25 @@ static int safe_value(const char *s, size_t n) {
   return 1;
 }
 
+/* Does the Connection value list the "close" option? */
 static int has_close(const char *v, size_t n) {
-  for (size_t i = 0; i + 5 <= n; i++)
-    if (strncasecmp(v + i, "close", 5) == 0)
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
+    size_t s = i;
+    while (i < n && v[i] != ',')
+      i++;
+    size_t e = i;
+    while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+      e--;
+    if (e - s == 5 && strncasecmp(v + s, "close", 5) == 0)
       return 1;
+  }
   return 0;
 }
 
-enum { H_DATE = 1, H_CONNECTION = 2, H_CLEN = 4 };
+enum { H_DATE = 1, H_CONNECTION = 2, H_CLEN = 4, H_UPGRADE = 8 };
 
 /* "Content-Length: N\r\n" */
 static int put_length(rl_buf *b, uint64_t n) {
@@ -156,7 +167,10 @@ static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b, int *seen,
       lua_pop(L, 2);
       return -1;
     }
-    int skip = (nl == 17 && strcasecmp(name, "transfer-encoding") == 0);
+    int skip = (nl == 17 && strcasecmp(name, "transfer-encoding") == 0) ||
+               (*seen & H_UPGRADE &&
+                ((nl == 10 && strcasecmp(name, "connection") == 0) ||
+                 (nl == 7 && strcasecmp(name, "upgrade") == 0)));
     int is_clen = nl == 14 && strcasecmp(name, "content-length") == 0;
     int is_conn = nl == 10 && strcasecmp(name, "connection") == 0;
     if (nl == 4 && strcasecmp(name, "date") == 0)
@@ -236,7 +250,7 @@ int rl__write_head(rl_conn *c, lua_State *L, int status, int hidx, int framing,
   if (extra) {
     if (rl__buf_append(b, extra, strlen(extra)))
       goto nomem;
-    seen |= H_CONNECTION; /* extra carries Connection */
+    seen |= H_CONNECTION | H_UPGRADE; /* extra carries Connection, Upgrade */
   }
   if (hidx && put_headers(c, L, hidx, b, &seen, &user_clen, err)) {
     b->len = start;

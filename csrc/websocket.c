@@ -305,7 +305,10 @@ static void frame_payload(rl_conn *c) {
   if (op >= OP_CLOSE) {
     /* control: gather it whole (at most 125 bytes) */
     unmask(p, n, ws->mask, ws->pos);
-    rl__buf_append(&ws->ctrl, p, n);
+    if (rl__buf_append(&ws->ctrl, p, n)) {
+      ws_fail(c, 1011, "out of memory");
+      return;
+    }
     c->in_pos += n;
     ws->pos += n;
     ws->left -= n;
