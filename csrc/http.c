@@ -37,7 +37,7 @@ static int is_tchar(unsigned char ch) {
 }
 
 /* Does the comma-separated list v contain token tok (case-insensitive)? */
-static int has_token(const char *v, size_t n, const char *tok) {
+int rl__has_token(const char *v, size_t n, const char *tok) {
   size_t tl = strlen(tok);
   size_t i = 0;
   while (i < n) {
@@ -235,8 +235,8 @@ static int on_headers_complete(llhttp_t *p) {
   rl_header *up = find_header(c, "upgrade", NULL);
   rl_header *conn = find_header(c, "connection", NULL);
   /* RFC 9110 7.8: an Upgrade not named in Connection is ignored */
-  if (up && has_token(HVAL(c, up), up->value_len, "websocket") && conn &&
-      has_token(HVAL(c, conn), conn->value_len, "upgrade")) {
+  if (up && rl__has_token(HVAL(c, up), up->value_len, "websocket") && conn &&
+      rl__has_token(HVAL(c, conn), conn->value_len, "upgrade")) {
     rl_header *ver = find_header(c, "sec-websocket-version", NULL);
     int nkeys;
     rl_header *key = find_header(c, "sec-websocket-key", &nkeys);

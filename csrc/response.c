@@ -111,24 +111,6 @@ static int safe_value(const char *s, size_t n) {
   return 1;
 }
 
-/* Does the Connection value list the "close" option? */
-static int has_close(const char *v, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-      i++;
-    size_t s = i;
-    while (i < n && v[i] != ',')
-      i++;
-    size_t e = i;
-    while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-      e--;
-    if (e - s == 5 && strncasecmp(v + s, "close", 5) == 0)
-      return 1;
-  }
-  return 0;
-}
-
 enum { H_DATE = 1, H_CONNECTION = 2, H_CLEN = 4, H_UPGRADE = 8 };
 
 /* "Content-Length: N\r\n" */
@@ -198,7 +180,7 @@ static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b, int *seen,
       }
       if (is_conn) {
         *seen |= H_CONNECTION;
-        if (has_close(v, vl))
+        if (rl__has_token(v, vl, "close"))
           c->keep_alive = 0;
       }
       if (is_clen) {

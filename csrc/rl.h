@@ -90,6 +90,7 @@ void rl__handle_free(uv_handle_t *h);   /* close_cb that frees h */
  * callback, so no Lua error longjmps through libuv frames. Errors are
  * logged. Returns the lua_pcall status. */
 int rl__protect(lua_State *L, lua_CFunction f, void *ud);
+int rl__has_token(const char *v, size_t n, const char *tok); /* http.c */
 void rl__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- coroutine tasks (ctx.c) ---------------------------------------------
