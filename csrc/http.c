@@ -705,6 +705,8 @@ int rl__conn_pause_if_full(rl_conn *c) {
   if (rl__conn_buffered(c) < RL_MAX_OUT)
     return 0;
   c->out_blocked = 1;
+  if (c->timer_mode != TIMER_IDLE && !c->close_timer && !c->lingering)
+    arm_timer(c, TIMER_IDLE); /* a peer that never reads is dropped */
   if (c->reading) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
@@ -849,6 +851,8 @@ static void conn_written(rl_conn *c) {
     return;
   if (c->out_blocked) {
     c->out_blocked = 0; /* drained: read and parse again */
+    if (c->timer_mode == TIMER_IDLE)
+      disarm_timer(c);
     c->deferred = 1;
     rl__mark_dirty(c);
   }
@@ -1044,7 +1048,7 @@ static void conn_timer_cb(uv_timer_t *t) {
     return;
   }
   c->deadline = 0;
-  if (c->lingering || c->state != RL_READING) {
+  if (c->lingering || c->out_blocked || c->state != RL_READING) {
     rl__conn_close(c, 0);
     return;
   }

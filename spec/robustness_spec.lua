@@ -53,6 +53,36 @@ describe("robustness", function()
     assert.equal(0, srv:stop(), srv:stderr())
   end)
 
+  it("drops a client that pipelines and never reads, after idle_timeout",
+    function()
+      local srv = helper.start([[
+local big = ("x"):rep(1024 * 1024)
+return {
+  handler = function() return { body = big } end,
+  options = { idle_timeout = 300 },
+}
+]])
+      local defer = helper.cleanup(finally)
+      defer(function() assert.equal(0, srv:stop(), srv:stderr()) end)
+      local sock = assert(helper.connect(srv.port))
+      defer(function() sock:close() end)
+      sock:settimeout(0.5)
+      sock:send(("GET / HTTP/1.1\r\nHost: h\r\n\r\n"):rep(200))
+      socket.sleep(1) -- the server stopped reading; its idle timer runs
+      sock:settimeout(helper.TEST_TIMEOUT)
+      -- drain: what the server had queued, then the close
+      local closed, total = false, 0
+      for _ = 1, 10000 do
+        local data, err, part = sock:receive(65536)
+        total = total + #(data or part or "")
+        if err == "closed" then closed = true; break end
+        if err == "timeout" then break end
+      end
+      assert.is_true(closed)
+      -- it was dropped while blocked, not after all 200 answers (200 MiB)
+      assert.is_true(total < 50 * 1024 * 1024, ("read %d bytes"):format(total))
+    end)
+
   describe("on one server", function()
     local srv
     lazy_setup(function() srv = helper.start(APP) end)
