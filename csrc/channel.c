@@ -31,9 +31,7 @@ struct rl_channel {
   int closed;         /* closed: is_open() false, send returns nil */
   int close_fired;    /* on_close has been called */
   int head_sent;
-  int chunked;            /* HTTP stream framed with chunks */
   int framing;            /* RL_FRAME_* of the response once the head is out */
-  int nobody;             /* the response has no body (HEAD, 1xx, 204, 304) */
   uint64_t timeout;       /* ms, 0 = none */
   uv_timer_t *timer;      /* malloc'd; freed by its close callback */
   int ws;                 /* the WebSocket transport */
@@ -839,23 +837,13 @@ static int ch_send(lua_State *L) {
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
     /* HEAD, 1xx, 204 and 304 answers have no body: nothing follows */
-    ch->nobody = c->head_only || status < 200 || status == 204 || status == 304;
-    ch->framing = ch->nobody ? RL_FRAME_NONE : framing;
-    ch->chunked = ch->framing == RL_FRAME_CHUNKED;
-    if (close) {
-      if (!ch->nobody)
-        rl__conn_write(c, data, n);
-      ch->chunked = 0;
-    }
+    int nobody = c->head_only || status < 200 || status == 204 || status == 304;
+    ch->framing = nobody ? RL_FRAME_NONE : framing;
   }
-  if (!close || ch->chunked) {
-    if (ch->nobody)
-      ;
-    else if (ch->chunked)
-      rl__chunk(c, data, n);
-    else
-      rl__conn_write(c, data, n);
-  }
+  if (ch->framing == RL_FRAME_CHUNKED)
+    rl__chunk(c, data, n);
+  else if (ch->framing != RL_FRAME_NONE)
+    rl__conn_write(c, data, n); /* Content-Length or close-delimited */
   push_send(L, ch, c->queued_total, ok_idx, err_idx);
   if (close)
     ch_finish(L, ch, 1);
