@@ -51,16 +51,6 @@ local function start(routes_source)
   return helper.start(PRELUDE .. routes_source .. "\n" .. EPILOGUE)
 end
 
--- Stops srv and checks it exited cleanly with no Lua error logged.
-local function assert_clean_stop(srv)
-  local status = srv:stop()
-  local err = srv:stderr()
-  assert(status == 0,
-    "server exited with status " .. tostring(status) .. "; stderr:\n" .. err)
-  assert(not err:find("traceback", 1, true),
-    "server logged an error:\n" .. err)
-end
-
 -- The app's event log.
 local function events(srv)
   local res = assert(helper.request(srv.port, "GET", "/events"))
@@ -160,7 +150,7 @@ end
     local expected = "5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n"
     assert.equal(expected, sock:receive(#expected))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("keeps the connection open for the next request after the stream ends",
@@ -179,7 +169,7 @@ end
     res = assert(helper.read_response(sock))
     assert.same({ 200, "plain" }, { res.status, res.body })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("streams to curl, which sees the chunk framing with --raw", function()
@@ -193,7 +183,7 @@ end
     out, code, err = helper.curl("-N", url)
     assert.same({ "helloworld", 0, "" }, { out, code, err })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("applies the status and headers the handler set on the response",
@@ -221,7 +211,7 @@ end
       res.headers["transfer-encoding"], res.chunks,
     })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("takes status, headers and the first data from a table on the first send",
@@ -248,7 +238,7 @@ end
       res.headers["transfer-encoding"], res.chunks,
     })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("raises an error for a table on a later send", function()
@@ -270,7 +260,7 @@ end
     assert.same({ 200, { "a", "c" } }, { res.status, res.chunks })
     assert.same({ "later table false string" }, events(srv))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("answers a long-poll with a plain response when the first send closes",
@@ -309,7 +299,7 @@ end
     assert.same({ "close false nil nil", "send true" },
       sorted(assert(wait_event(srv, "close false nil nil"))))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("takes status and headers from a table sent with close on first send",
@@ -336,7 +326,7 @@ end
       res.body,
     })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("calls on_open once, after the handler returned", function()
@@ -364,7 +354,7 @@ end
       { "handler start", "handler end", "open true", "close false nil nil" },
       wait_event(srv, "close false nil nil"))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("returns true from send and calls on_success once the bytes are written",
@@ -395,7 +385,7 @@ end
     assert.same({ "on_close", "send true number", "success 0" },
       sorted(assert(wait_event(srv, "on_close"))))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("closes once: close returns true, then false; send then returns nil",
@@ -431,7 +421,7 @@ end
       "on_close false nil nil",
     }), sorted(log))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("knows its request and that it is not a WebSocket", function()
@@ -458,7 +448,7 @@ end
       "buffered_amount number",
     }, events(srv))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   local HOLD = [[
@@ -512,7 +502,7 @@ end
       -- on_close did not fire again, and the late send's on_success never.
       assert.same({ "close false nil nil" }, events(srv))
 
-      assert_clean_stop(srv)
+      helper.assert_clean_stop(srv)
     end)
   end
 
@@ -541,7 +531,7 @@ end
     assert.same({ "close false nil nil" },
       wait_event(srv, "close false nil nil"))
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("raises an error naming an unknown or mistyped option", function()
@@ -582,7 +572,7 @@ end
     res = assert(helper.request(srv.port, "GET", "/plain"))
     assert.same({ 200, "plain" }, { res.status, res.body })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 end)
 
@@ -602,7 +592,7 @@ describe("examples", function()
     assert.same({ 200, "text/plain", "Hello, World!" },
       { res.status, res.headers["content-type"], res.body })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("streaming.lua streams messages until the client leaves", function()
@@ -620,7 +610,7 @@ describe("examples", function()
     sock:close()
 
     -- on_close cancels the stream's timers; nothing fails afterwards.
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("long_polling.lua answers a waiting poll with the published message",
@@ -647,6 +637,6 @@ describe("examples", function()
     assert.same({ 200, "text/html; charset=utf-8" },
       { res.status, res.headers["content-type"] })
 
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 end)

@@ -30,12 +30,6 @@ local ROOT = repo_root()
 local NODE_DIR = ROOT .. "/spec/node"
 local CHROMIUM = "/usr/bin/chromium"
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
   local text = f:read("a")
@@ -54,7 +48,7 @@ local function node_missing(packages)
     return "node is not installed (scripts/node-deps.sh)"
   end
   for _, p in ipairs(packages) do
-    if not exists(NODE_DIR .. "/node_modules/" .. p .. "/package.json") then
+    if not helper.exists(NODE_DIR .. "/node_modules/" .. p .. "/package.json") then
       return "spec/node/node_modules/" .. p
         .. " is missing (scripts/node-deps.sh)"
     end
@@ -64,7 +58,7 @@ end
 
 local WS_MISSING = node_missing({ "ws" })
 local BROWSER_MISSING = node_missing({ "playwright-core" })
-  or (not exists(CHROMIUM) and CHROMIUM .. " is missing (scripts/node-deps.sh)")
+  or (not helper.exists(CHROMIUM) and CHROMIUM .. " is missing (scripts/node-deps.sh)")
   or nil
 
 -- `it` when nothing is missing, else a pending spec naming what is.
@@ -105,27 +99,6 @@ local function report_of(out)
     close_code = tonumber(line:match('"close_code":(%d+)')),
     json = line,
   }
-end
-
--- busted keeps only the last function handed to `finally`, so a spec calls
--- this once and then `defer(fn)` for each cleanup; they run last added
--- first, whatever happened.
-local function cleanups()
-  local list = {}
-  finally(function()
-    for i = #list, 1, -1 do pcall(list[i]) end
-  end)
-  return function(fn) list[#list + 1] = fn end
-end
-
--- Stops srv and checks it exited cleanly with no Lua error logged.
-local function assert_clean_stop(srv)
-  local status = srv:stop()
-  local err = srv:stderr()
-  assert(status == 0,
-    "server exited with status " .. tostring(status) .. "; stderr:\n" .. err)
-  assert(not err:find("traceback", 1, true),
-    "server logged an error:\n" .. err)
 end
 
 local function start_echo()
@@ -208,7 +181,7 @@ end
 
 describe("examples/echo.lua", function()
   it("answers a plain GET with text saying how to connect", function()
-    local defer = cleanups()
+    local defer = helper.cleanup(finally)
     local srv = start_echo()
     defer(function() srv:stop() end)
     local res = assert(helper.request(srv.port, "GET", "/"))
@@ -216,11 +189,11 @@ describe("examples/echo.lua", function()
     assert.truthy(res.headers["content-type"]:find("text/plain", 1, true))
     assert.truthy(res.body:find("ws://127.0.0.1:" .. srv.port .. "/", 1,
       true), res.body)
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("switches protocols and echoes a frame over a raw socket", function()
-    local defer = cleanups()
+    local defer = helper.cleanup(finally)
     local srv = start_echo()
     defer(function() srv:stop() end)
     local sock, res = handshake(srv.port, "/")
@@ -236,14 +209,14 @@ describe("examples/echo.lua", function()
     assert.equal(0x8, opcode)
     assert.equal("\3\232", payload:sub(1, 2))
     assert.is_true(helper.closed(sock))
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it_with(WS_MISSING,
     "echoes text and binary byte for byte to the ws client, answers its "
       .. "ping and its close 1000",
     function()
-      local defer = cleanups()
+      local defer = helper.cleanup(finally)
       local srv = start_echo()
       defer(function() srv:stop() end)
       local out, code = node("ws_client.js", tostring(srv.port), "/")
@@ -254,13 +227,13 @@ describe("examples/echo.lua", function()
       assert.equal(1000, report.close_code)
       -- Another connection is still served after all that.
       assert.equal(200, assert(helper.request(srv.port, "GET", "/")).status)
-      assert_clean_stop(srv)
+      helper.assert_clean_stop(srv)
     end)
 end)
 
 describe("examples/chat", function()
   it("serves its page at / and declines a plain GET of /ws", function()
-    local defer = cleanups()
+    local defer = helper.cleanup(finally)
     local srv = start_chat()
     defer(function() srv:stop() end)
     local res = assert(helper.request(srv.port, "GET", "/"))
@@ -271,12 +244,12 @@ describe("examples/chat", function()
     assert.equal(426, res.status)
     res = assert(helper.request(srv.port, "GET", "/nowhere"))
     assert.equal(404, res.status)
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it("broadcasts a message to every member, the sender included",
   function()
-    local defer = cleanups()
+    local defer = helper.cleanup(finally)
     local srv = start_chat()
     defer(function() srv:stop() end)
     local a, res_a = handshake(srv.port, "/ws")
@@ -295,19 +268,19 @@ describe("examples/chat", function()
     assert.same({ 0x1, "hello from a" }, { server_frame(a) })
     a:close()
     b:close()
-    assert_clean_stop(srv)
+    helper.assert_clean_stop(srv)
   end)
 
   it_with(BROWSER_MISSING,
     "shows a message typed in one Chromium tab in another tab",
     function()
-      local defer = cleanups()
+      local defer = helper.cleanup(finally)
       local srv = start_chat()
       defer(function() srv:stop() end)
       local out, code = node("chat_browser.js",
         "http://127.0.0.1:" .. srv.port .. "/")
       assert(code == 0,
         "chat_browser.js failed (exit " .. tostring(code) .. "):\n" .. out)
-      assert_clean_stop(srv)
+      helper.assert_clean_stop(srv)
     end)
 end)

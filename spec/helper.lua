@@ -588,4 +588,27 @@ function helper.decode(text)
   return fn()
 end
 
+-- A fresh temporary path with no file behind it (for marker files).
+function helper.marker_path()
+  local name = os.tmpname()
+  os.remove(name)
+  return name
+end
+
+function helper.exists(name)
+  local f = io.open(name, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- Stops srv and checks it exited cleanly with no Lua error logged.
+function helper.assert_clean_stop(srv)
+  local status = srv:stop()
+  local err = srv:stderr()
+  assert(status == 0,
+    "server exited with status " .. tostring(status) .. "; stderr:\n" .. err)
+  assert(not err:find("traceback", 1, true),
+    "server logged an error:\n" .. err)
+end
+
 return helper

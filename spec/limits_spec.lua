@@ -84,18 +84,6 @@ local function chunked(parts)
   return table.concat(out) .. "0\r\n\r\n"
 end
 
-local function marker_path()
-  local name = os.tmpname()
-  os.remove(name)
-  return name
-end
-
-local function exists(name)
-  local f = io.open(name, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
 describe("ringlet limits", function()
   describe("with default options", function()
     local srv, port
@@ -348,7 +336,7 @@ describe("ringlet limits", function()
     lazy_teardown(function() stop(srv) end)
 
     it("answers 503 to a request beyond the queue", function()
-      local marker = marker_path()
+      local marker = helper.marker_path()
       local first = assert(helper.connect(port))
       finally(function()
         first:close()
@@ -356,14 +344,14 @@ describe("ringlet limits", function()
       end)
       assert(first:send("GET /slow?" .. marker .. ",300 HTTP/1.1\r\n"
         .. "Host: h\r\n\r\n"))
-      assert.truthy(helper.wait_until(function() return exists(marker) end))
+      assert.truthy(helper.wait_until(function() return helper.exists(marker) end))
       local second = assert(helper.request(port, "GET", "/string"))
       local res = assert(helper.read_response(first))
       assert.same({ 503, 200 }, { second.status, res.status })
     end)
 
     it("serves again once the queue has drained", function()
-      local marker = marker_path()
+      local marker = helper.marker_path()
       local first = assert(helper.connect(port))
       finally(function()
         first:close()
@@ -371,7 +359,7 @@ describe("ringlet limits", function()
       end)
       assert(first:send("GET /slow?" .. marker .. ",300 HTTP/1.1\r\n"
         .. "Host: h\r\n\r\n"))
-      assert.truthy(helper.wait_until(function() return exists(marker) end))
+      assert.truthy(helper.wait_until(function() return helper.exists(marker) end))
       helper.request(port, "GET", "/string")
       assert(helper.read_response(first))
       assert_served(port)

@@ -5,18 +5,6 @@
 local helper = require "helper"
 local socket = require "socket"
 
-local function marker_path()
-  local name = os.tmpname()
-  os.remove(name)
-  return name
-end
-
-local function exists(name)
-  local f = io.open(name, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
 local function touch(name)
   assert(io.open(name, "w")):close()
 end
@@ -239,14 +227,14 @@ a:stop()
       function()
         local defer = helper.cleanup(finally)
         local srv = helper.start(self_started(HANDLER))
-        local marker = marker_path()
+        local marker = helper.marker_path()
         defer(function()
           os.remove(marker)
           assert_exits(srv)
         end)
         local sock = send(srv.port, "/sleep?" .. marker .. ",300")
         defer(function() sock:close() end)
-        assert.truthy(helper.wait_until(function() return exists(marker) end))
+        assert.truthy(helper.wait_until(function() return helper.exists(marker) end))
         assert.equal("stopping",
           assert(helper.request(srv.port, "GET", "/stop?5000")).body)
         local res = assert(helper.read_response(sock))
@@ -256,14 +244,14 @@ a:stop()
     it("closes a connection whose handler runs past the timeout", function()
       local defer = helper.cleanup(finally)
       local srv = helper.start(self_started(HANDLER))
-      local marker = marker_path()
+      local marker = helper.marker_path()
       defer(function()
         os.remove(marker)
         assert_exits(srv)
       end)
       local sock = send(srv.port, "/sleep?" .. marker .. ",3000")
       defer(function() sock:close() end)
-      assert.truthy(helper.wait_until(function() return exists(marker) end))
+      assert.truthy(helper.wait_until(function() return helper.exists(marker) end))
       assert.equal("stopping",
         assert(helper.request(srv.port, "GET", "/stop?100")).body)
       -- Closed (or reset) without a complete response.
@@ -448,7 +436,7 @@ ringlet.timer(80, function() print("last") end)
       end)
 
     it("answers a fast request while two handlers sleep", function()
-      local ma, mb, release = marker_path(), marker_path(), marker_path()
+      local ma, mb, release = helper.marker_path(), helper.marker_path(), helper.marker_path()
       local a = send(port, "/wait?" .. ma .. "," .. release)
       local b = send(port, "/wait?" .. mb .. "," .. release)
       finally(function()
@@ -458,7 +446,7 @@ ringlet.timer(80, function() print("last") end)
         for _, f in ipairs({ ma, mb, release }) do os.remove(f) end
       end)
       assert.truthy(helper.wait_until(function()
-        return exists(ma) and exists(mb)
+        return helper.exists(ma) and helper.exists(mb)
       end))
       local order = {}
       local fast = assert(helper.request(port, "GET", "/"))
@@ -475,13 +463,13 @@ ringlet.timer(80, function() print("last") end)
     it("answers the fast request first when it comes after a slow one",
       function()
         local defer = helper.cleanup(finally)
-        local marker = marker_path()
+        local marker = helper.marker_path()
         local slow = send(port, "/sleep?" .. marker .. ",300")
         defer(function()
           slow:close()
           os.remove(marker)
         end)
-        assert.truthy(helper.wait_until(function() return exists(marker) end))
+        assert.truthy(helper.wait_until(function() return helper.exists(marker) end))
         local fast = send(port, "/")
         defer(function() fast:close() end)
         local order = {}
@@ -549,7 +537,7 @@ return { handler = function() return { status = 200, body = "ok" } end,
 
     it("lets an in-flight request finish on SIGTERM", function()
       local defer = helper.cleanup(finally)
-      local marker = marker_path()
+      local marker = helper.marker_path()
       local srv = helper.start(([=[
 local ringlet = require "ringlet"
 return function()
@@ -564,7 +552,7 @@ end
       end)
       local sock = send(srv.port, "/")
       defer(function() sock:close() end)
-      assert.truthy(helper.wait_until(function() return exists(marker) end))
+      assert.truthy(helper.wait_until(function() return helper.exists(marker) end))
       srv:signal("TERM")
       local res = assert(helper.read_response(sock))
       assert.same({ 200, "finished" }, { res.status, res.body })

@@ -278,15 +278,6 @@ local function app_source(options)
   return APP .. "return handler\n"
 end
 
-local function assert_clean_stop(srv)
-  local status = srv:stop()
-  local err = srv:stderr()
-  assert(status == 0,
-    "server exited with status " .. tostring(status) .. "; stderr:\n" .. err)
-  assert(not err:find("traceback", 1, true),
-    "server logged an error:\n" .. err)
-end
-
 local tag_count = 0
 local function new_tag()
   tag_count = tag_count + 1
@@ -433,7 +424,7 @@ end
 describe("WebSocket", function()
   local srv
   lazy_setup(function() srv = helper.start(app_source()) end)
-  lazy_teardown(function() if srv then assert_clean_stop(srv) end end)
+  lazy_teardown(function() if srv then helper.assert_clean_stop(srv) end end)
 
   describe("opening handshake", function()
     it("answers 101 with Upgrade, Connection and the right accept key",
@@ -1169,7 +1160,7 @@ end)
 describe("WebSocket backpressure", function()
   local srv
   lazy_setup(function() srv = helper.start(app_source()) end)
-  lazy_teardown(function() if srv then assert_clean_stop(srv) end end)
+  lazy_teardown(function() if srv then helper.assert_clean_stop(srv) end end)
 
   -- The client reads nothing until the server has sent n messages, then
   -- reads them all; returns the log once on_drain has had time to fire.
@@ -1235,7 +1226,7 @@ end)
 describe("WebSocket with max_ws = 1024", function()
   local srv
   lazy_setup(function() srv = helper.start(app_source("{ max_ws = 1024 }")) end)
-  lazy_teardown(function() if srv then assert_clean_stop(srv) end end)
+  lazy_teardown(function() if srv then helper.assert_clean_stop(srv) end end)
 
   it("echoes a message of exactly 1024 bytes, whole or in fragments",
   function()
