@@ -105,7 +105,8 @@ static void ch_start(lua_State *L, rl_channel *ch, int nargs, int is_err) {
     push_self(L, ch);
     ch->hold_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  (void)rl__task_start(L, nargs, is_err ? err_done : cb_done, ch, NULL);
+  (void)rl__task_start(ch->ctx, L, 0, nargs, is_err ? err_done : cb_done, ch,
+                       NULL);
 }
 
 /* Call opts[name](ch, ...) with nargs extra args already on L. The
@@ -335,7 +336,7 @@ void rl__channel_detach(rl_channel *ch, int code, const char *reason) {
     ch_stop_timer(ch);
     return;
   }
-  rl__protect(ch->ctx->L, detach_p, ch);
+  rl__protect(ch->ctx, ch->ctx->L, detach_p, ch);
 }
 
 static int written_p(lua_State *L) {
@@ -360,7 +361,7 @@ void rl__channel_written(rl_channel *ch) {
   if (ch->nsends == 0 && !ch->closed &&
       !(ch->has_drain && ch->conn->backlogged))
     return;
-  rl__protect(ch->ctx->L, written_p, ch);
+  rl__protect(ch->ctx, ch->ctx->L, written_p, ch);
 }
 
 static int timeout_p(lua_State *L) {
@@ -415,13 +416,13 @@ void rl__channel_message(rl_channel *ch, int opcode, const char *p, size_t n) {
   ch_touch(ch);
   if (ch->closed && opcode != 0xA)
     return; /* closing: late messages are dropped */
-  rl__protect(ch->ctx->L, message_p, a);
+  rl__protect(ch->ctx, ch->ctx->L, message_p, a);
 }
 
 static void timeout_cb(uv_timer_t *t) {
   rl_channel *ch = t->data;
   if (ch)
-    rl__protect(ch->ctx->L, timeout_p, ch);
+    rl__protect(ch->ctx, ch->ctx->L, timeout_p, ch);
 }
 
 /* ---- attaching: the handler returned the channel's response ----------------
@@ -470,7 +471,7 @@ int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
   if (ch->timeout > 0)
     ch->timer = ch_timer(ch, timeout_cb, ch->timeout, 0);
   /* on_open runs once the handler's coroutine is done with this one */
-  rl__protect(L, open_p, ch);
+  rl__protect(ch->ctx, L, open_p, ch);
   if (ch->ws && ch->conn) {
     c->deferred = 1; /* frames that came with the request */
     rl__mark_dirty(c);
@@ -524,14 +525,8 @@ int rl__as_channel(lua_State *L) {
   /* which connection is this request on? as_channel is called by the
    * handler, whose task knows its connection and current request */
   rl_conn *c = rl__task_conn(rl__current_task(L));
-  if (c && c->req_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->req_ref);
-    if (!lua_rawequal(L, -1, 1))
-      c = NULL;
-    lua_pop(L, 1);
-  } else {
-    c = NULL;
-  }
+  if (c && (c->req == NULL || c->req != lua_topointer(L, 1)))
+    c = NULL; /* the handler's task anchors c->req: no other has its address */
 
   rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, 3);
   memset(ch, 0, sizeof *ch);

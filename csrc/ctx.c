@@ -38,8 +38,7 @@ rl_ctx *rl__ctx(lua_State *L) {
   return pp ? *pp : NULL;
 }
 
-int rl__protect(lua_State *L, lua_CFunction f, void *ud) {
-  rl_ctx *ctx = rl__ctx(L);
+int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud) {
   int top = lua_gettop(L);
   lua_pushcfunction(L, f);
   lua_pushlightuserdata(L, ud);
@@ -179,6 +178,8 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   lua_State *co = t->co;
   int nres = 0;
   int st = lua_resume(co, L, nargs, &nres);
+  if (st == LUA_OK)
+    nres -= t->keep; /* lua_resume counts the anchored values as results */
   if (st == LUA_YIELD) {
     if (t->sleep) {
       lua_pop(co, nres);
@@ -204,9 +205,8 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   return NULL;
 }
 
-rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data,
-                        rl_task **slot) {
-  rl_ctx *ctx = rl__ctx(L);
+rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int keep, int nargs,
+                        rl_task_cb done, void *data, rl_task **slot) {
   rl_task *t;
   if (ctx->npool > 0) {
     t = ctx->pool[--ctx->npool];
@@ -226,9 +226,10 @@ rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data,
   }
   t->done = done;
   t->data = data;
+  t->keep = keep;
   if (slot)
     *slot = t; /* the owner can detach it even before it first yields */
-  lua_xmove(L, t->co, nargs + 1);
+  lua_xmove(L, t->co, keep + nargs + 1);
   return task_resume(L, t, nargs);
 }
 
@@ -238,8 +239,8 @@ static void log_done(rl_task *t, lua_State *co, int status, int nres) {
     rl__log("%s: %s", (const char *)t->data, lua_tostring(co, -1));
 }
 
-void rl__call_cb(lua_State *L, int nargs, const char *what) {
-  (void)rl__task_start(L, nargs, log_done, (void *)what, NULL);
+void rl__call_cb(rl_ctx *ctx, lua_State *L, int nargs, const char *what) {
+  (void)rl__task_start(ctx, L, 0, nargs, log_done, (void *)what, NULL);
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -307,7 +308,7 @@ static int sleep_wake_p(lua_State *L) {
 
 static void sleep_cb(uv_timer_t *h) {
   rl_timer *tm = h->data;
-  rl__protect(tm->ctx->L, sleep_wake_p, tm);
+  rl__protect(tm->ctx, tm->ctx->L, sleep_wake_p, tm);
 }
 
 /* ringlet.sleep(ms): suspend the calling handler or callback; the loop
@@ -340,15 +341,16 @@ static void timer_fire_cb(uv_timer_t *h);
 
 static int timer_fire_p(lua_State *L) {
   rl_timer *tm = lua_touserdata(L, 1);
+  rl_ctx *ctx = tm->ctx;
   lua_rawgeti(L, LUA_REGISTRYINDEX, tm->fn_ref);
   timer_release(L, tm);
-  rl__call_cb(L, 0, "timer callback");
+  rl__call_cb(ctx, L, 0, "timer callback");
   return 0;
 }
 
 static void timer_fire_cb(uv_timer_t *h) {
   rl_timer *tm = h->data;
-  rl__protect(tm->ctx->L, timer_fire_p, tm);
+  rl__protect(tm->ctx, tm->ctx->L, timer_fire_p, tm);
 }
 
 /* ringlet.timer(ms, fn): call fn once after ms; returns a handle whose

@@ -290,24 +290,23 @@ static int on_message_complete(llhttp_t *p) {
 /* ---- the request table ------------------------------------------------------
  */
 
-/* Set t[K[k]] = the value on top, t just below it. */
-static void setk(lua_State *L, int K, int k) {
-  lua_rawgeti(L, K, k);
-  lua_insert(L, -2);
-  lua_rawset(L, -3);
-}
+/* Push K[k], an interned key; its value follows, then lua_rawset(L, -3). */
+#define KEY(k) lua_rawgeti(L, K, (k))
 
 static void push_request(lua_State *L, rl_conn *c) {
   rl_server *s = c->server;
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx->keys_ref);
   int K = lua_gettop(L); /* interned keys: no lookup by C string */
   lua_createtable(L, 0, 12);
+  KEY(RL_K_SERVER_PORT);
   lua_pushinteger(L, s->port);
-  setk(L, K, RL_K_SERVER_PORT);
+  lua_rawset(L, -3);
+  KEY(RL_K_REMOTE_ADDR);
   lua_pushstring(L, c->remote);
-  setk(L, K, RL_K_REMOTE_ADDR);
+  lua_rawset(L, -3);
+  KEY(RL_K_SCHEME);
   lua_rawgeti(L, K, RL_V_HTTP);
-  setk(L, K, RL_K_SCHEME);
+  lua_rawset(L, -3);
 
   /* uri and query_string; an absolute-form target names the host. */
   const char *u = c->url.base ? c->url.base : "/";
@@ -325,8 +324,9 @@ static void push_request(lua_State *L, rl_conn *c) {
       authl = (size_t)(slash - auth);
       if (slash == end || *slash == '?') {
         /* "http://host?q" means path "/" */
+        KEY(RL_K_URI);
         lua_pushliteral(L, "/");
-        setk(L, K, RL_K_URI);
+        lua_rawset(L, -3);
         u = slash;
         ul = (size_t)(end - slash);
       } else {
@@ -337,24 +337,29 @@ static void push_request(lua_State *L, rl_conn *c) {
   }
   const char *q = memchr(u, '?', ul);
   if (ul > 0 && u[0] != '?') {
+    KEY(RL_K_URI);
     lua_pushlstring(L, u, q ? (size_t)(q - u) : ul);
-    setk(L, K, RL_K_URI);
+    lua_rawset(L, -3);
   }
   if (q) {
+    KEY(RL_K_QUERY_STRING);
     lua_pushlstring(L, q + 1, ul - (size_t)(q - u) - 1);
-    setk(L, K, RL_K_QUERY_STRING);
+    lua_rawset(L, -3);
   }
 
   size_t i;
+  KEY(RL_K_REQUEST_METHOD);
   lua_rawgeti(L, K, RL_K_METHODS + (c->parser.method & 63));
-  setk(L, K, RL_K_REQUEST_METHOD);
+  lua_rawset(L, -3);
+  KEY(RL_K_PROTOCOL);
   lua_rawgeti(L, K, c->http_minor == 0 ? RL_V_HTTP10 : RL_V_HTTP11);
-  setk(L, K, RL_K_PROTOCOL);
+  lua_rawset(L, -3);
 
   size_t nh;
   rl_header *h = headers(c, &nh);
   const char *host = NULL;
   size_t hostl = 0;
+  KEY(RL_K_HEADERS);
   lua_createtable(L, 0, (int)nh);
   for (i = 0; i < nh; i++) {
     const char *name = c->hdrs.base + h[i].name;
@@ -375,12 +380,13 @@ static void push_request(lua_State *L, rl_conn *c) {
       hostl = h[i].value_len;
     }
   }
-  setk(L, K, RL_K_HEADERS);
+  lua_rawset(L, -3);
 
   if (auth) {
     host = auth;
     hostl = authl;
   }
+  KEY(RL_K_SERVER_NAME);
   if (host && hostl > 0) {
     /* strip the port, minding IPv6 literals */
     size_t e = hostl;
@@ -396,16 +402,19 @@ static void push_request(lua_State *L, rl_conn *c) {
   } else {
     lua_pushstring(L, s->name);
   }
-  setk(L, K, RL_K_SERVER_NAME);
+  lua_rawset(L, -3);
 
   if (c->body.len > 0) {
+    KEY(RL_K_BODY);
     lua_pushlstring(L, c->body.base, c->body.len);
-    setk(L, K, RL_K_BODY);
+    lua_rawset(L, -3);
   }
+  KEY(RL_K_WEBSOCKET);
   lua_pushboolean(L, c->websocket);
-  setk(L, K, RL_K_WEBSOCKET);
+  lua_rawset(L, -3);
   lua_remove(L, K);
 }
+#undef KEY
 
 /* ---- dispatch
  * ----------------------------------------------------------------- */
@@ -426,6 +435,7 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   if (c == NULL)
     return; /* the connection went away meanwhile */
   c->task = NULL;
+  c->req = NULL; /* no longer anchored */
   c->server->inflight--;
   const char *err = NULL;
   if (status != LUA_OK) {
@@ -464,15 +474,18 @@ static int dispatch_p(lua_State *L) {
   rl_conn *c = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->server->handler_ref);
   push_request(L, c);
+  /* [handler, req] -> [req, handler, req]: the task keeps the request on
+   * its stack while it runs, so as_channel can know it by its address */
+  c->req = lua_topointer(L, -1);
   lua_pushvalue(L, -1);
-  c->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rotate(L, -3, 1);
   /* The request's bytes are in the table now. */
   c->url.len = c->hdrs.len = c->hlist.len = c->body.len = 0;
   if (c->body.cap > RL_MAX_PENDING)
     rl__buf_free(&c->body);
   c->state = RL_HANDLING;
   c->server->inflight++;
-  (void)rl__task_start(L, 1, handler_done, c, &c->task);
+  (void)rl__task_start(c->ctx, L, 1, 1, handler_done, c, &c->task);
   return 0;
 }
 
@@ -484,7 +497,7 @@ static void dispatch(rl_conn *c) {
     rl__respond_error(c, 503, "too many requests in flight");
     return;
   }
-  if (rl__protect(c->ctx->L, dispatch_p, c) != LUA_OK)
+  if (rl__protect(c->ctx, c->ctx->L, dispatch_p, c) != LUA_OK)
     rl__conn_close(c, 0); /* out of memory: this connection cannot go on */
 }
 
@@ -791,27 +804,8 @@ void rl__conn_close_timer(rl_conn *c) {
   }
 }
 
-/* The current response is complete: drop the request, then close or read
- * the next one. */
-static int release_request_p(lua_State *L) {
-  rl_conn *c = lua_touserdata(L, 1);
-  luaL_unref(L, LUA_REGISTRYINDEX, c->req_ref);
-  c->req_ref = LUA_NOREF;
-  return 0;
-}
-
-static void release_request(rl_conn *c) {
-  if (c->req_ref == LUA_NOREF || c->req_ref == LUA_REFNIL)
-    return;
-  if (c->ctx->closing) {
-    c->req_ref = LUA_NOREF;
-    return;
-  }
-  rl__protect(c->ctx->L, release_request_p, c);
-}
-
+/* The current response is complete: close or read the next request. */
 void rl__conn_response_done(rl_conn *c) {
-  release_request(c);
   if (c->state == RL_CLOSING)
     return;
   c->state = RL_READING;
@@ -1003,7 +997,6 @@ void rl__conn_close(rl_conn *c, int graceful) {
       rl__body_release(c);
       if (c->channel)
         rl__channel_detach(c->channel, 0, NULL);
-      release_request(c);
     }
     if (c->out.len || c->nwrites) {
       rl__mark_dirty(c);
@@ -1022,7 +1015,6 @@ void rl__conn_close(rl_conn *c, int graceful) {
   rl__body_release(c);
   if (c->channel)
     rl__channel_detach(c->channel, 0, NULL);
-  release_request(c);
   rl__unmark_dirty(c);
   if (c->prev)
     c->prev->next = c->next;
@@ -1073,7 +1065,6 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->server = s;
   c->ctx = s->ctx;
   c->id = ++s->ctx->next_conn_id;
-  c->req_ref = LUA_NOREF;
   c->bodys.ref = LUA_NOREF;
   uv_tcp_init(s->ctx->loop, &c->tcp);
   uv_timer_init(s->ctx->loop, &c->timer);

@@ -357,7 +357,7 @@ void rl__body_release(rl_conn *c) {
     c->bodys.ref = LUA_NOREF;
     return;
   }
-  rl__protect(c->ctx->L, close_body_p, c);
+  rl__protect(c->ctx, c->ctx->L, close_body_p, c);
 }
 
 static void body_end(rl_conn *c) {
@@ -498,14 +498,14 @@ static int pump_p(lua_State *L) {
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->ref);
     b->busy = 1;
-    (void)rl__task_start(L, 0, iter_done, c, &b->task);
+    (void)rl__task_start(c->ctx, L, 0, 0, iter_done, c, &b->task);
   }
   return 0;
 }
 
 void rl__body_pump(rl_conn *c) {
   if (c->state == RL_BODY && !c->ctx->closing)
-    rl__protect(c->ctx->L, pump_p, c);
+    rl__protect(c->ctx, c->ctx->L, pump_p, c);
 }
 
 /* ---- a handler's response

@@ -89,7 +89,7 @@ void rl__handle_free(uv_handle_t *h);   /* close_cb that frees h */
 /* Run f(L) with a lightuserdata argument under lua_pcall, from a libuv
  * callback, so no Lua error longjmps through libuv frames. Errors are
  * logged. Returns the lua_pcall status. */
-int rl__protect(lua_State *L, lua_CFunction f, void *ud);
+int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud);
 int rl__has_token(const char *v, size_t n, const char *tok); /* http.c */
 void rl__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -107,13 +107,16 @@ struct rl_task {
   int co_ref;
   rl_task_cb done;
   void *data;
+  int keep;          /* values anchored below the function on co's stack */
   uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
 };
 
 /* Call the function below `nargs` arguments on L's stack in a new task.
- * Pops them. Must run inside a protected call (it may raise on memory). */
-rl_task *rl__task_start(lua_State *L, int nargs, rl_task_cb done, void *data,
-                        rl_task **slot);
+ * Pops them, and the `keep` values below the function, which stay on the
+ * coroutine's stack (alive) until the task ends. Must run inside a protected
+ * call (it may raise on memory). */
+rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int keep, int nargs,
+                        rl_task_cb done, void *data, rl_task **slot);
 /* Returns the task while suspended, or NULL. *slot (when given) is set to
  * the task before it first runs; its done callback clears the owner's
  * pointer. */
@@ -124,7 +127,7 @@ rl_conn *rl__task_conn(rl_task *t); /* its connection, for a handler */
 
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */
-void rl__call_cb(lua_State *L, int nargs, const char *what);
+void rl__call_cb(rl_ctx *ctx, lua_State *L, int nargs, const char *what);
 
 /* Lua functions defined in ctx.c */
 int rl__l_sleep(lua_State *L);
@@ -236,7 +239,7 @@ struct rl_conn {
   rl_task *task;       /* the running handler, if any */
   rl_body bodys;       /* the streamed body, if any */
   rl_channel *channel; /* the open channel, if any (userdata memory) */
-  int req_ref;         /* registry: the current request table */
+  const void *req;     /* the request its handler runs for (identity only) */
   int backlogged;      /* output had to wait for the socket since last drain */
   rl_ws *ws;           /* owned: WebSocket state after the upgrade */
   int timer_mode;      /* what the deadline is for (http.c TIMER_*) */
