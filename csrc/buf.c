@@ -1,13 +1,12 @@
-/* Growable byte buffers: the one helper every reader and writer shares. */
+/* Growable byte buffers, the one helper every reader and writer shares, and
+ * the character classes the parser and the response writer check. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rl.h"
 
-int rl__buf_reserve(rl_buf *b, size_t extra) {
-  if (b->cap - b->len >= extra)
-    return 0;
+int rl__buf_grow(rl_buf *b, size_t extra) {
   size_t cap = b->cap ? b->cap : 256;
   while (cap - b->len < extra) {
     if (cap > SIZE_MAX / 2)
@@ -19,17 +18,6 @@ int rl__buf_reserve(rl_buf *b, size_t extra) {
     return UV_ENOMEM;
   b->base = p;
   b->cap = cap;
-  return 0;
-}
-
-int rl__buf_append(rl_buf *b, const void *p, size_t n) {
-  if (n == 0)
-    return 0;
-  int r = rl__buf_reserve(b, n);
-  if (r)
-    return r;
-  memcpy(b->base + b->len, p, n);
-  b->len += n;
   return 0;
 }
 
@@ -59,3 +47,30 @@ void rl__buf_free(rl_buf *b) {
   b->base = NULL;
   b->len = b->cap = 0;
 }
+
+/* ---- character classes ------------------------------------------------- */
+
+#define T RL_C_TCHAR
+#define H RL_C_HOST
+#define TH (RL_C_TCHAR | RL_C_HOST)
+/* RFC 9110 tchar (header names) and what a Host value may hold */
+const unsigned char rl__cclass[256] = {
+    ['!'] = TH, ['#'] = T,  ['$'] = TH, ['%'] = TH, ['&'] = TH, ['\''] = TH,
+    ['('] = H,  [')'] = H,  ['*'] = TH, ['+'] = TH, [','] = H,  ['-'] = TH,
+    ['.'] = TH, ['0'] = TH, ['1'] = TH, ['2'] = TH, ['3'] = TH, ['4'] = TH,
+    ['5'] = TH, ['6'] = TH, ['7'] = TH, ['8'] = TH, ['9'] = TH, [':'] = H,
+    [';'] = H,  ['='] = H,  ['A'] = TH, ['B'] = TH, ['C'] = TH, ['D'] = TH,
+    ['E'] = TH, ['F'] = TH, ['G'] = TH, ['H'] = TH, ['I'] = TH, ['J'] = TH,
+    ['K'] = TH, ['L'] = TH, ['M'] = TH, ['N'] = TH, ['O'] = TH, ['P'] = TH,
+    ['Q'] = TH, ['R'] = TH, ['S'] = TH, ['T'] = TH, ['U'] = TH, ['V'] = TH,
+    ['W'] = TH, ['X'] = TH, ['Y'] = TH, ['Z'] = TH, ['['] = H,  [']'] = H,
+    ['^'] = T,  ['_'] = TH, ['`'] = T,  ['a'] = TH, ['b'] = TH, ['c'] = TH,
+    ['d'] = TH, ['e'] = TH, ['f'] = TH, ['g'] = TH, ['h'] = TH, ['i'] = TH,
+    ['j'] = TH, ['k'] = TH, ['l'] = TH, ['m'] = TH, ['n'] = TH, ['o'] = TH,
+    ['p'] = TH, ['q'] = TH, ['r'] = TH, ['s'] = TH, ['t'] = TH, ['u'] = TH,
+    ['v'] = TH, ['w'] = TH, ['x'] = TH, ['y'] = TH, ['z'] = TH, ['|'] = T,
+    ['~'] = TH,
+};
+#undef T
+#undef H
+#undef TH

@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
   if (app == NULL)
     usage();
 
-  lua_State *L = luaL_newstate();
+  lua_State *L = ringlet_newstate();
   if (L == NULL)
     return 1;
   gL = L;
@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
   int mh = lua_gettop(L);
   if (luaL_loadfile(L, app) != LUA_OK || lua_pcall(L, 0, 1, mh) != LUA_OK) {
     fprintf(stderr, "ringlet: %s\n", lua_tostring(L, -1));
-    lua_close(L);
+    ringlet_closestate(L);
     return 1;
   }
   int ret = lua_gettop(L);
@@ -111,7 +111,7 @@ int main(int argc, char **argv) {
               "ringlet: %s: the table it returns needs a 'handler' "
               "function\n",
               app);
-      lua_close(L);
+      ringlet_closestate(L);
       return 1;
     }
     lua_newtable(L); /* a copy of options: we add ip and port */
@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
             "ringlet: %s returned a %s; expected a handler function, "
             "a table {handler=, options=} or nothing\n",
             app, luaL_typename(L, ret));
-    lua_close(L);
+    ringlet_closestate(L);
     return 1;
   }
   if (have_handler) {
@@ -144,13 +144,13 @@ int main(int argc, char **argv) {
     }
     if (lua_pcall(L, 2, 3, mh) != LUA_OK) {
       fprintf(stderr, "ringlet: %s\n", lua_tostring(L, -1));
-      lua_close(L);
+      ringlet_closestate(L);
       return 1;
     }
     if (lua_isnil(L, -3)) {
       fprintf(stderr, "ringlet: cannot start the server: %s\n",
               lua_tostring(L, -2));
-      lua_close(L);
+      ringlet_closestate(L);
       return 1;
     }
     lua_pop(L, 2);
@@ -171,7 +171,7 @@ int main(int argc, char **argv) {
     if (!uv_is_closing((uv_handle_t *)&force))
       uv_close((uv_handle_t *)&force, NULL);
   uv_run(loop, UV_RUN_NOWAIT);
-  lua_close(L);
+  ringlet_closestate(L);
   uv_loop_close(loop);
   return status;
 }

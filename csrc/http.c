@@ -32,9 +32,7 @@ static void start_reading(rl_conn *c);
 /* ---- small string helpers --------------------------------------------------
  */
 
-static int is_tchar(unsigned char ch) {
-  return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
+static int is_tchar(unsigned char ch) { return rl__cclass[ch] & RL_C_TCHAR; }
 
 /* Does the comma-separated list v contain token tok (case-insensitive)? */
 int rl__has_token(const char *v, size_t n, const char *tok) {
@@ -60,22 +58,57 @@ static rl_header *headers(rl_conn *c, size_t *n) {
   return (rl_header *)c->hlist.base;
 }
 
-/* The first header named `name` (lower-case); count gets how many. */
-static rl_header *find_header(rl_conn *c, const char *name, int *count) {
-  size_t n, nl = strlen(name);
-  rl_header *h = headers(c, &n), *first = NULL;
-  int k = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (h[i].name_len == nl &&
-        memcmp(c->hdrs.base + h[i].name, name, nl) == 0) {
-      if (!first)
-        first = &h[i];
-      k++;
-    }
+/* The headers the core itself reads, found in one pass over the list */
+enum {
+  K_HOST,
+  K_TRANSFER_ENCODING,
+  K_UPGRADE,
+  K_CONNECTION,
+  K_WS_VERSION,
+  K_WS_KEY,
+  K_EXPECT,
+  K_NONE
+};
+static const struct {
+  const char *name;
+  uint32_t len;
+} known[K_NONE] = {
+    [K_HOST] = {"host", 4},
+    [K_TRANSFER_ENCODING] = {"transfer-encoding", 17},
+    [K_UPGRADE] = {"upgrade", 7},
+    [K_CONNECTION] = {"connection", 10},
+    [K_WS_VERSION] = {"sec-websocket-version", 21},
+    [K_WS_KEY] = {"sec-websocket-key", 17},
+    [K_EXPECT] = {"expect", 6},
+};
+
+/* Which of `known` is the (lower-case) name h, or K_NONE. */
+static int known_header(rl_conn *c, const rl_header *h) {
+  const char *s = c->hdrs.base + h->name;
+  int k;
+  switch (h->name_len) {
+  case 4:
+    k = K_HOST;
+    break;
+  case 6:
+    k = K_EXPECT;
+    break;
+  case 7:
+    k = K_UPGRADE;
+    break;
+  case 10:
+    k = K_CONNECTION;
+    break;
+  case 17:
+    k = s[0] == 't' ? K_TRANSFER_ENCODING : K_WS_KEY;
+    break;
+  case 21:
+    k = K_WS_VERSION;
+    break;
+  default:
+    return K_NONE;
   }
-  if (count)
-    *count = k;
-  return first;
+  return memcmp(s, known[k].name, known[k].len) == 0 ? k : K_NONE;
 }
 
 #define HVAL(c, h) ((c)->hdrs.base + (h)->value)
@@ -181,7 +214,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
 static int valid_host(const char *v, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)v[i];
-    if (!(isalnum(ch) || strchr("-._~!$&'()*+,;=:%[]", ch)) || ch == 0)
+    if (!(rl__cclass[ch] & RL_C_HOST))
       return 0;
   }
   return 1;
@@ -192,8 +225,13 @@ static int on_headers_complete(llhttp_t *p) {
   rl_conn *c = p->data;
   size_t n;
   rl_header *h = headers(c, &n);
+  rl_header *first[K_NONE + 1] = {0}; /* the first of each known header */
+  int count[K_NONE + 1] = {0};
   /* Trim trailing whitespace from values (OWS is not part of a value). */
   for (size_t i = 0; i < n; i++) {
+    int k = known_header(c, &h[i]);
+    if (count[k]++ == 0)
+      first[k] = &h[i];
     while (h[i].value_len > 0) {
       char ch = c->hdrs.base[h[i].value + h[i].value_len - 1];
       if (ch != ' ' && ch != '\t')
@@ -207,15 +245,15 @@ static int on_headers_complete(llhttp_t *p) {
     return fail(p, 400, "HTTP/0.9 requests are not supported");
   if (p->http_major != 1)
     return fail(p, 505, "HTTP version not supported");
-  int hosts;
-  rl_header *host = find_header(c, "host", &hosts);
+  int hosts = count[K_HOST];
+  rl_header *host = first[K_HOST];
   if (hosts > 1)
     return fail(p, 400, "more than one Host header");
   if (hosts == 0 && p->http_minor >= 1)
     return fail(p, 400, "missing Host header");
   if (host && !valid_host(HVAL(c, host), host->value_len))
     return fail(p, 400, "invalid Host header");
-  rl_header *te = find_header(c, "transfer-encoding", NULL);
+  rl_header *te = first[K_TRANSFER_ENCODING];
   if (te) {
     if (p->http_minor == 0)
       return fail(p, 400, "Transfer-Encoding in an HTTP/1.0 request");
@@ -232,14 +270,14 @@ static int on_headers_complete(llhttp_t *p) {
   c->keep_alive = llhttp_should_keep_alive(p);
   /* A WebSocket upgrade (RFC 6455 4.2.1): checked here, so the handler
    * sees req.websocket only for a valid one. */
-  rl_header *up = find_header(c, "upgrade", NULL);
-  rl_header *conn = find_header(c, "connection", NULL);
+  rl_header *up = first[K_UPGRADE];
+  rl_header *conn = first[K_CONNECTION];
   /* RFC 9110 7.8: an Upgrade not named in Connection is ignored */
   if (up && rl__has_token(HVAL(c, up), up->value_len, "websocket") && conn &&
       rl__has_token(HVAL(c, conn), conn->value_len, "upgrade")) {
-    rl_header *ver = find_header(c, "sec-websocket-version", NULL);
-    int nkeys;
-    rl_header *key = find_header(c, "sec-websocket-key", &nkeys);
+    rl_header *ver = first[K_WS_VERSION];
+    int nkeys = count[K_WS_KEY];
+    rl_header *key = first[K_WS_KEY];
     if (p->method != HTTP_GET || p->http_minor < 1 || (p->flags & F_CHUNKED) ||
         p->content_length > 0)
       return fail(p, 400, "invalid WebSocket upgrade request");
@@ -252,7 +290,7 @@ static int on_headers_complete(llhttp_t *p) {
   }
   /* Other upgrades are ignored: the request is plain HTTP. */
   p->upgrade = 0;
-  rl_header *ex = find_header(c, "expect", NULL);
+  rl_header *ex = first[K_EXPECT];
   if (ex && p->http_minor >= 1) {
     if (!(ex->value_len == 12 &&
           strncasecmp(HVAL(c, ex), "100-continue", 12) == 0))

@@ -97,17 +97,18 @@ static int is_token(const char *s, size_t n) {
   if (n == 0)
     return 0;
   for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch)) || ch == 0)
+    if (!(rl__cclass[(unsigned char)s[i]] & RL_C_TCHAR))
       return 0;
   }
   return 1;
 }
 
 static int safe_value(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch <= '\r' && (ch == '\r' || ch == '\n' || ch == '\0'))
       return 0;
+  }
   return 1;
 }
 
@@ -188,12 +189,17 @@ static int put_headers(rl_conn *c, lua_State *L, int hidx, rl_buf *b, int *seen,
         *user_clen = strtoull(v, NULL, 10);
       }
       if (!skip && !is_clen) {
-        if (rl__buf_append(b, name, nl) || rl__buf_append(b, ": ", 2) ||
-            rl__buf_append(b, v, vl) || rl__buf_append(b, "\r\n", 2)) {
+        if (rl__buf_reserve(b, nl + vl + 4)) {
           *err = "out of memory";
           lua_pop(L, arr ? 3 : 2);
           return -1;
         }
+        char *w = b->base + b->len;
+        memcpy(w, name, nl);
+        memcpy(w + nl, ": ", 2);
+        memcpy(w + nl + 2, v, vl);
+        memcpy(w + nl + 2 + vl, "\r\n", 2);
+        b->len += nl + vl + 4;
       }
       if (arr)
         lua_pop(L, 1);

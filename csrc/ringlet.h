@@ -33,6 +33,17 @@ uv_loop_t *ringlet_get_loop(lua_State *L);
  * are closed. */
 void ringlet_stop_all(lua_State *L, unsigned timeout_ms);
 
+/* A new lua_State like luaL_newstate's (panic function, warnings off until
+ * "@on"), whose allocator keeps small blocks (<= 512 bytes) in per-size
+ * free lists carved from 64 KiB slabs: the tables and strings each request
+ * makes and drops are recycled without malloc and free. Freed blocks stay
+ * with the state until ringlet_closestate. NULL when out of memory. */
+lua_State *ringlet_newstate(void);
+
+/* lua_close(L), then free the allocator's slabs if ringlet_newstate made L
+ * (for any other state it is just lua_close). */
+void ringlet_closestate(lua_State *L);
+
 #ifdef __cplusplus
 }
 #endif

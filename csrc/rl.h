@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <uv.h>
 
 #include "ringlet.h"
@@ -24,11 +25,29 @@ typedef struct {
   size_t cap;
 } rl_buf;
 
-int rl__buf_reserve(rl_buf *b, size_t extra);
-int rl__buf_append(rl_buf *b, const void *p, size_t n);
+int rl__buf_grow(rl_buf *b, size_t extra); /* the slow path of reserve */
+
+/* Make room for `extra` more bytes. 0, or UV_ENOMEM (b unchanged). */
+static inline int rl__buf_reserve(rl_buf *b, size_t extra) {
+  return b->cap - b->len >= extra ? 0 : rl__buf_grow(b, extra);
+}
+
+static inline int rl__buf_append(rl_buf *b, const void *p, size_t n) {
+  if (n == 0)
+    return 0;
+  if (rl__buf_reserve(b, n))
+    return UV_ENOMEM;
+  memcpy(b->base + b->len, p, n);
+  b->len += n;
+  return 0;
+}
 int rl__buf_printf(rl_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void rl__buf_free(rl_buf *b);
+
+/* Character classes (buf.c): RFC 9110 tchar, and the bytes of a Host value */
+enum { RL_C_TCHAR = 1, RL_C_HOST = 2 };
+extern const unsigned char rl__cclass[256];
 
 typedef struct rl_ctx rl_ctx;
 typedef struct rl_server rl_server;

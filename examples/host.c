@@ -46,7 +46,7 @@ static const char app[] =
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 8091;
   uv_loop_init(&loop);
-  L = luaL_newstate();
+  L = ringlet_newstate();
   luaL_openlibs(L);
   luaL_requiref(L, "ringlet", luaopen_ringlet, 0);
   lua_pop(L, 1);
@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   uv_run(&loop, UV_RUN_DEFAULT); /* returns once everything is closed */
-  lua_close(L);
+  ringlet_closestate(L);
   uv_loop_close(&loop);
   return 0;
 }

@@ -573,6 +573,46 @@ ringlet.timer(20, function() print("stopping") s:stop() end)
       assert.equal("hi\n", run_ok("print('hi')"))
     end)
 
+    it("keeps Lua's warnings off until warn('@on'), as lua5.4 does",
+      function()
+        local ok, _, err = helper.run_script([=[
+warn("hidden"); warn("@on"); warn("shown ", "here"); warn("@off"); warn("gone")
+]=])
+        assert.is_true(ok, err)
+        assert.equal("Lua warning: shown here\n", err)
+      end)
+
+    it("keeps every byte through blocks that grow and shrink across the "
+      .. "allocator's size classes", function()
+      -- tables and strings from 1 byte to 4 KiB, grown one element at a
+      -- time (each step a realloc, small to large), then dropped and made
+      -- again from recycled blocks
+      local out = run_ok([=[
+local sum = 0
+for round = 1, 3 do
+  local keep = {}
+  for n = 1, 4096, 7 do
+    local t = {}
+    for i = 1, n // 16 + 1 do t[i] = i * round end
+    local s = string.rep(string.char(65 + n % 26), n)
+    keep[#keep + 1] = { t = t, s = s, n = n }
+  end
+  collectgarbage()
+  for _, k in ipairs(keep) do
+    assert(#k.s == k.n and k.s == string.rep(k.s:sub(1, 1), k.n))
+    for i = 1, #k.t do assert(k.t[i] == i * round) end
+    sum = sum + #k.s + #k.t
+  end
+end
+print(sum)
+]=])
+      local sum = 0
+      for _ = 1, 3 do
+        for n = 1, 4096, 7 do sum = sum + n + n // 16 + 1 end
+      end
+      assert.equal(sum .. "\n", out)
+    end)
+
     it("exits non-zero and reports an app that raises while loading",
       function()
         local ok, _, err = helper.run_script("error('load-boom')")
