@@ -44,6 +44,18 @@ typedef struct rl_pool {
   rl_slab *slabs;
 } rl_pool;
 
+#ifdef RL_POOL_OFF
+static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, nsize);
+}
+
+#else
 static size_t class_of(size_t n) {
   return (n + RL_POOL_STEP - 1) / RL_POOL_STEP;
 }
@@ -79,15 +91,6 @@ static void pool_put(rl_pool *p, void *b, size_t n) {
 
 static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   rl_pool *p = ud;
-#ifdef RL_POOL_OFF
-  (void)p;
-  (void)osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
-#else
   if (ptr == NULL)
     osize = 0; /* then osize is the kind of object, not a size */
   int small_old = ptr && osize <= RL_POOL_MAX;
@@ -121,8 +124,9 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       free(ptr);
   }
   return nb;
-#endif
 }
+
+#endif
 
 /* Warnings as luaL_newstate's state has them: off until "@on". */
 static void warn_off(void *ud, const char *msg, int tocont);
