@@ -2,10 +2,12 @@
  * the channel userdata and its HTTP transport (chunked streaming and
  * long-polling); the WebSocket transport plugs into the same methods.
  *
- * Lifetime: the channel lives in its userdata's memory. While attached to
- * a connection (open, or closed with sends not yet written) the registry
- * anchors it (self_ref), and while a callback of it runs, hold_ref does, so
- * the C pointers the connection and tasks keep stay valid. */
+ * Lifetime: the channel lives in its userdata's memory. While it is attached
+ * to a connection (open, or closed with sends not yet written) or a callback
+ * of it runs, one registry reference anchors it (anchor_ref), so the C
+ * pointers the connection and tasks keep stay valid. Taken at attach (or
+ * before), dropped when neither holds: an open channel's callbacks cost no
+ * registry work. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +27,7 @@ struct rl_channel {
   rl_conn *conn;      /* attached connection, NULL once released */
   rl_conn *origin;    /* the connection of the request it was made for */
   uint64_t origin_id; /* and its id: an address may be reused */
-  int self_ref;       /* registry: the userdata while attached */
-  int hold_ref;       /* registry: the userdata while callbacks run */
+  int anchor_ref;     /* registry: the userdata while attached or running */
   int running;        /* callbacks running */
   int closed;         /* closed: is_open() false, send returns nil */
   int close_fired;    /* on_close has been called */
@@ -52,25 +53,38 @@ rl_channel *rl__channel_test(lua_State *L, int idx) {
   return luaL_testudata(L, idx, RL_CHANNEL_MT);
 }
 
+/* The channel at index 1. Methods and metamethods have the metatable as
+ * their upvalue: one comparison instead of luaL_checkudata's lookup of the
+ * metatable by name. */
 static rl_channel *check_ch(lua_State *L) {
-  return luaL_checkudata(L, 1, RL_CHANNEL_MT);
+  rl_channel *ch = lua_touserdata(L, 1);
+  if (ch == NULL || !lua_getmetatable(L, 1))
+    luaL_typeerror(L, 1, RL_CHANNEL_MT);
+  if (!lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, RL_CHANNEL_MT);
+  lua_pop(L, 1);
+  return ch;
 }
 
 static void push_self(lua_State *L, rl_channel *ch) {
-  if (ch->self_ref != LUA_NOREF)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->self_ref);
-  else
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->hold_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ch->anchor_ref);
+}
+
+/* Drop the anchor once the channel is neither attached nor running. */
+static void ch_unanchor_if_idle(lua_State *L, rl_channel *ch) {
+  if (ch->conn || ch->running > 0 || ch->anchor_ref == LUA_NOREF)
+    return;
+  if (!ch->ctx->closing)
+    luaL_unref(L, LUA_REGISTRYINDEX, ch->anchor_ref);
+  ch->anchor_ref = LUA_NOREF;
 }
 
 /* ---- calling the user's callbacks -----------------------------------------
  */
 
 static void ch_unhold(lua_State *L, rl_channel *ch) {
-  if (--ch->running == 0 && !ch->ctx->closing) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ch->hold_ref);
-    ch->hold_ref = LUA_NOREF;
-  }
+  ch->running--;
+  ch_unanchor_if_idle(L, ch);
 }
 
 static void call_on_error(lua_State *L, rl_channel *ch, int uidx,
@@ -82,8 +96,8 @@ static void cb_done(rl_task *t, lua_State *co, int status, int nres) {
   (void)nres;
   if (status != LUA_OK) {
     /* the channel userdata is the coroutine's first value no more; push it
-     * from the hold anchor */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ch->hold_ref);
+     * from the anchor */
+    push_self(L, ch);
     call_on_error(L, ch, lua_gettop(L), lua_tostring(co, -1));
     lua_pop(L, 1);
   }
@@ -99,12 +113,10 @@ static void err_done(rl_task *t, lua_State *co, int status, int nres) {
 }
 
 /* Call fn (below nargs args on L) in a task; its errors go to on_error
- * (or are only logged, for on_error itself). */
+ * (or are only logged, for on_error itself). The channel is anchored
+ * (attached, or another callback runs) and stays so until it is done. */
 static void ch_start(lua_State *L, rl_channel *ch, int nargs, int is_err) {
-  if (ch->running++ == 0) {
-    push_self(L, ch);
-    ch->hold_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  ch->running++;
   (void)rl__task_start(ch->ctx, L, 0, nargs, is_err ? err_done : cb_done, ch,
                        NULL);
 }
@@ -250,10 +262,7 @@ static void ch_release(lua_State *L, rl_channel *ch, int response_done) {
   ch->conn = NULL;
   c->channel = NULL;
   ch_stop_timer(ch);
-  if (!ch->ctx->closing) {
-    luaL_unref(L, LUA_REGISTRYINDEX, ch->self_ref);
-  }
-  ch->self_ref = LUA_NOREF;
+  ch_unanchor_if_idle(L, ch);
   if (response_done)
     rl__conn_response_done(c);
 }
@@ -444,8 +453,10 @@ int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
   }
   lua_pushvalue(L, ridx);
   lua_setiuservalue(L, uidx, CH_RESP);
-  lua_pushvalue(L, uidx);
-  ch->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (ch->anchor_ref == LUA_NOREF) {
+    lua_pushvalue(L, uidx);
+    ch->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   if (ch->ws) {
     /* the key was checked by the parser; the head answers it */
     lua_getiuservalue(L, uidx, CH_REQ);
@@ -458,8 +469,7 @@ int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
     int r = rl__ws_accept(c, L, key ? key : "", key ? kl : 0, hidx, err);
     lua_pop(L, 4);
     if (r != 0) {
-      luaL_unref(L, LUA_REGISTRYINDEX, ch->self_ref);
-      ch->self_ref = LUA_NOREF;
+      ch_unanchor_if_idle(L, ch); /* not attached */
       return -1;
     }
     if (ch->ping_interval > 0)
@@ -531,7 +541,7 @@ int rl__as_channel(lua_State *L) {
   rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, 3);
   memset(ch, 0, sizeof *ch);
   ch->ctx = ctx;
-  ch->self_ref = ch->hold_ref = LUA_NOREF;
+  ch->anchor_ref = LUA_NOREF;
   ch->timeout = (uint64_t)timeout;
   ch->ping_interval = (uint64_t)ping_interval;
   ch->max_buffered = (size_t)max_buffered;
@@ -741,35 +751,34 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
 static int ch_send(lua_State *L) {
   rl_channel *ch = check_ch(L);
   int ok_idx = 0, err_idx = 0, close = 0, binary = 0;
-  if (!lua_isnoneornil(L, 3)) {
+  lua_settop(L, 3);
+  lua_pushnil(L); /* 4: on_success */
+  lua_pushnil(L); /* 5: on_error */
+  if (!lua_isnil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, 3)) {
+      size_t kl = 1;
       const char *k =
-          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-      if (strcmp(k, "close") == 0 || strcmp(k, "binary") == 0) {
+          lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : "?";
+      int is_close = kl == 5 && memcmp(k, "close", 5) == 0;
+      int is_ok = kl == 10 && memcmp(k, "on_success", 10) == 0;
+      if (is_close || (kl == 6 && memcmp(k, "binary", 6) == 0)) {
         if (!lua_isboolean(L, -1))
           return luaL_error(L, "send: option '%s' must be a boolean", k);
-        if (k[0] == 'c')
+        if (is_close)
           close = lua_toboolean(L, -1);
         else
           binary = lua_toboolean(L, -1);
-      } else if (strcmp(k, "on_success") == 0 || strcmp(k, "on_error") == 0) {
+      } else if (is_ok || (kl == 8 && memcmp(k, "on_error", 8) == 0)) {
         if (!lua_isfunction(L, -1))
           return luaL_error(L, "send: option '%s' must be a function", k);
+        lua_copy(L, -1, is_ok ? 4 : 5);
       } else {
         return luaL_error(L, "send: unknown option '%s'", k);
       }
       lua_pop(L, 1);
     }
-  }
-  lua_settop(L, 3);
-  if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "on_success");
-    lua_getfield(L, 3, "on_error");
-  } else {
-    lua_pushnil(L);
-    lua_pushnil(L);
   }
   ok_idx = lua_isnil(L, 4) ? 0 : 4;
   err_idx = lua_isnil(L, 5) ? 0 : 5;
@@ -948,11 +957,15 @@ void rl__channel_open_lib(lua_State *L) {
       {"ping", ch_ping},
       {NULL, NULL}};
   luaL_newmetatable(L, RL_CHANNEL_MT);
-  luaL_newlib(L, methods);
+  luaL_newlibtable(L, methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1); /* the metatable is each one's upvalue */
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, ch_tostring);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, ch_tostring, 1);
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, ch_gc);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, ch_gc, 1);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 }
