@@ -429,6 +429,7 @@ static int ctx_gc(lua_State *L) {
   if (ctx->handles == 0) {
     if (ctx->loop == uv_default_loop())
       uv_loop_close(ctx->loop);
+    free(ctx->rbuf);
     free(ctx);
   }
   *pp = NULL;

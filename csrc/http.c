@@ -554,6 +554,18 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   if (c->in_pos == c->in.len)
     c->in_pos = c->in.len = 0;
   size_t want = c->ws ? rl__ws_read_hint(c) : 0;
+  rl_ctx *ctx = c->ctx;
+  if (c->ws && c->in.base == NULL && want <= RL_READ_CHUNK && !ctx->rbuf_busy &&
+      (ctx->rbuf || (ctx->rbuf = malloc(RL_READ_CHUNK)) != NULL)) {
+    /* An idle WebSocket has no buffer of its own: it borrows the loop's
+     * for this read, and read_cb keeps only what is left unparsed. */
+    ctx->rbuf_busy = 1;
+    c->in_shared = 1;
+    c->in.base = ctx->rbuf;
+    c->in.cap = RL_READ_CHUNK;
+    *buf = uv_buf_init(ctx->rbuf, RL_READ_CHUNK);
+    return;
+  }
   if (want > RL_READ_CHUNK && c->in.cap - c->in_pos < want) {
     /* a large WebSocket frame is read whole into this buffer */
     if (c->in_pos > 0) {
@@ -579,9 +591,34 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(c->in.base + c->in.len, c->in.cap - c->in.len);
 }
 
+/* Give back the loop's read buffer, keeping what is left unparsed in a
+ * buffer of the connection's own. */
+static void unshare_in(rl_conn *c) {
+  rl_ctx *ctx = c->ctx;
+  size_t left = c->in.len - c->in_pos;
+  c->in_shared = 0;
+  ctx->rbuf_busy = 0;
+  c->in.base = NULL;
+  c->in.len = c->in.cap = 0;
+  size_t from = c->in_pos;
+  c->in_pos = 0;
+  if (left == 0 || uv_is_closing((uv_handle_t *)&c->tcp))
+    return;
+  if (rl__buf_append(&c->in, ctx->rbuf + from, left))
+    rl__conn_close(c, 0); /* out of memory */
+}
+
+static void read_some(rl_conn *c, uv_stream_t *stream, ssize_t nread);
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   rl_conn *c = stream->data;
   (void)buf;
+  read_some(c, stream, nread);
+  if (c->in_shared)
+    unshare_in(c);
+}
+
+static void read_some(rl_conn *c, uv_stream_t *stream, ssize_t nread) {
   if (c->lingering) {
     if (nread < 0)
       rl__conn_close(c, 0);

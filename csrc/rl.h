@@ -76,6 +76,8 @@ struct rl_ctx {
   time_t date_sec;         /* second the cached Date value is for */
   char date[40];           /* "Sun, 06 Nov 1994 08:49:37 GMT" */
   char date_line[48];      /* "Date: " date "\r\n" */
+  char *rbuf;    /* malloc'd: the read buffer WebSockets borrow (http.c) */
+  int rbuf_busy; /* lent to a connection for the read in progress */
 };
 
 /* ctx->keys_ref: request and response keys, values and method names */
@@ -228,9 +230,10 @@ struct rl_conn {
   llhttp_t parser;
   rl_buf in; /* read buffer; [in_pos, in.len) not parsed yet */
   size_t in_pos;
-  rl_buf out;            /* output not yet handed to libuv */
-  size_t inflight;       /* bytes in uv_write requests */
-  int nwrites;           /* uv_write requests pending */
+  int in_shared;   /* in.base is ctx->rbuf, lent for one read (WebSocket) */
+  rl_buf out;      /* output not yet handed to libuv */
+  size_t inflight; /* bytes in uv_write requests */
+  int nwrites;     /* uv_write requests pending */
   uint64_t queued_total; /* bytes ever queued (out) */
   uint64_t written_total;
   /* The request being parsed (accumulators; spans are copied because the

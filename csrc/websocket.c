@@ -446,7 +446,11 @@ void rl__ws_proceed(rl_conn *c) {
   if (ws->read_closed) {
     c->in_pos = c->in.len; /* nothing more is read as frames */
   } else if (c->in_pos > 0 && c->in_pos == c->in.len) {
-    rl__buf_free(&c->in); /* an idle socket holds no read buffer */
+    /* an idle socket holds no read buffer */
+    if (c->in_shared)
+      c->in.len = 0; /* read_cb gives it back */
+    else
+      rl__buf_free(&c->in);
     c->in_pos = 0;
   } else if (c->in_pos > 0 && ws->in_payload && ws->left > 0 &&
              c->in.cap - c->in_pos < ws->left) {
