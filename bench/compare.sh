@@ -272,11 +272,11 @@ check_endpoints() { # NAME
   want_stream=$(for n in 1 2 3 4 5 6 7 8 9 10; do echo "chunk $n"; done)
   h=$(curl -s -D - -o "$dir/body" --max-time 5 "$base/hello") || die "$1: GET /hello failed"
   [ "$(cat "$dir/body")" = "Hello, World!" ] || die "$1: GET /hello body: $(cat "$dir/body")"
-  echo "$h" | grep -qi '^content-type: text/plain' || die "$1: GET /hello is not text/plain"
-  echo "$h" | grep -q '^HTTP/1.1 200' || die "$1: GET /hello status: $(echo "$h" | head -1)"
+  grep -qi '^content-type: text/plain' <<<"$h" || die "$1: GET /hello is not text/plain"
+  grep -q '^HTTP/1.1 200' <<<"$h" || die "$1: GET /hello status: $(echo "$h" | head -1)"
   h=$(curl -s -D - -o "$dir/body" --max-time 5 "$base/stream") || die "$1: GET /stream failed"
   [ "$(cat "$dir/body")" = "$want_stream" ] || die "$1: GET /stream body differs"
-  echo "$h" | grep -qi '^transfer-encoding: chunked' || die "$1: GET /stream is not chunked"
+  grep -qi '^transfer-encoding: chunked' <<<"$h" || die "$1: GET /stream is not chunked"
   local b
   for b in "" --binary; do
     # shellcheck disable=SC2086 # $b is empty or one flag
