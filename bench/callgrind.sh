@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Instructions the server executes per operation, under valgrind's callgrind:
+# a deterministic figure (unlike CPU time on a shared VM) for comparing two
+# builds of ringlet. Two loads on bench/app.lua:
+#
+#   http: wrk -t1 -c10 on GET /hello for $DURATION; instructions / requests
+#   ws:   wsbench, 10 connections x $MESSAGES 32-byte text echoes at depth 1;
+#         instructions / messages
+#
+#   bench/callgrind.sh [http|ws|all]        # default: all
+#
+# The totals include the server's start-up (about 10 million instructions),
+# spread over the operations. RINGLET_BIN [build/ringlet], WSBENCH_BIN
+# [build/ringlet_wsbench], DURATION [8s], MESSAGES [3000] and OUT (a
+# directory to keep callgrind.out.* in, for callgrind_annotate) override the
+# defaults. For function names inside Lua, build liblua5.4 from
+# `apt-get source lua5.4` with -g and put its directory in LD_LIBRARY_PATH.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${RINGLET_BIN:-build/ringlet}
+WSBENCH=${WSBENCH_BIN:-build/ringlet_wsbench}
+DURATION=${DURATION:-8s}
+MESSAGES=${MESSAGES:-3000}
+what=${1:-all}
+
+die() {
+  echo "callgrind: $*" >&2
+  exit 1
+}
+command -v valgrind >/dev/null || die "valgrind is not installed"
+[ -x "$BIN" ] || die "$BIN is missing (cmake --build build)"
+
+tmp=$(mktemp -d)
+OUT=${OUT:-$tmp}
+mkdir -p "$OUT"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start_server NAME: ringlet under callgrind; sets pid and port
+start_server() {
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.$1" \
+    "$BIN" bench/app.lua --ip 127.0.0.1 --port 0 >"$tmp/server.log" 2>&1 &
+  pid=$!
+  port=
+  for _ in $(seq 100); do
+    port=$(grep -o 'listening on http://[^ ]*' "$tmp/server.log" | grep -o '[0-9]*$')
+    [ -n "$port" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  cat "$tmp/server.log" >&2
+  die "the server did not start"
+}
+
+# stop_server NAME COUNT LABEL: SIGINT, wait, print instructions per COUNT
+stop_server() {
+  kill -INT "$pid"
+  wait "$pid" || die "the server exited with status $?"
+  pid=
+  local total
+  total=$(callgrind_annotate "$OUT/callgrind.out.$1" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+  [ -n "$total" ] && [ "$2" -gt 0 ] || die "no figures for $1"
+  echo "$1: $2 $3, $total instructions, $((total / $2)) instructions per ${3%s}"
+}
+
+if [ "$what" = http ] || [ "$what" = all ]; then
+  command -v wrk >/dev/null || die "wrk is not installed"
+  start_server http
+  echo "callgrind: wrk -t1 -c10 -d$DURATION http://127.0.0.1:$port/hello" >&2
+  n=$(wrk -t1 -c10 -d"$DURATION" "http://127.0.0.1:$port/hello" |
+    awk '/requests in/ { print $1 }')
+  stop_server http "${n:-0}" requests
+fi
+
+if [ "$what" = ws ] || [ "$what" = all ]; then
+  [ -x "$WSBENCH" ] || die "$WSBENCH is missing (cmake --build build)"
+  start_server ws
+  echo "callgrind: wsbench --conns 10 --messages $MESSAGES --size 32 --depth 1" >&2
+  n=$("$WSBENCH" --port "$port" --path /ws --conns 10 --messages "$MESSAGES" \
+    --size 32 --depth 1 | awk '/^messages:/ { print $2 }')
+  stop_server ws "${n:-0}" messages
+fi
