@@ -1,4 +1,5 @@
 /* The Lua face of ringlet: require "ringlet". */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,6 +230,13 @@ int luaopen_ringlet(lua_State *L) {
       {"as_channel", rl__as_channel}, {"timer", rl__l_timer},
       {"sleep", rl__l_sleep},         {NULL, NULL}};
   luaL_checkversion(L);
+  /* Writing to a connection its peer has reset fails with EPIPE, and also
+   * raises SIGPIPE, whose default action ends the process: one client
+   * leaving mid-response would stop the server. Ignored, as LuaSocket does,
+   * unless the host has a handler of its own. */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
   rl__ctx_open(L);
   if (luaL_newmetatable(L, RL_SERVER_MT)) {
     lua_pushcfunction(L, server_index);

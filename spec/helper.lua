@@ -210,13 +210,19 @@ function server_methods:stop(signame)
   return code
 end
 
+-- Servers start with every signal at its default action, as from a shell
+-- or systemd: busted's LuaSocket ignores SIGPIPE, and an ignored signal
+-- would be inherited through exec, hiding a server that dies of it.
+local DEFAULT_SIGNALS = "env --default-signal"
+
 function helper.start(app)
   local source, args = app_of(app)
   local appfile = os.tmpname()
   local errfile = os.tmpname()
   write_file(appfile, source)
-  local cmd = ("echo $$; exec timeout -k 5 120 %s %s --port 0 "
-    .. "--ip 127.0.0.1 %s </dev/null 2>%s"):format(quote(helper.BIN),
+  local cmd = ("echo $$; exec timeout -k 5 120 %s %s %s --port 0 "
+    .. "--ip 127.0.0.1 %s </dev/null 2>%s"):format(DEFAULT_SIGNALS,
+    quote(helper.BIN),
     quote(appfile), join_args(args), quote(errfile))
   local pipe = assert(io.popen(cmd, "r"))
   local pid = assert(tonumber(pipe:read("l")), "no pid from sh")
@@ -245,8 +251,8 @@ function helper.run_script(source, args)
   local appfile = os.tmpname()
   local errfile = os.tmpname()
   write_file(appfile, source)
-  local cmd = ("exec timeout -k 5 %d %s %s %s </dev/null 2>%s"):format(
-    helper.TEST_TIMEOUT * 3, quote(helper.BIN), quote(appfile),
+  local cmd = ("exec timeout -k 5 %d %s %s %s %s </dev/null 2>%s"):format(
+    helper.TEST_TIMEOUT * 3, DEFAULT_SIGNALS, quote(helper.BIN), quote(appfile),
     join_args(args or {}), quote(errfile))
   local pipe = assert(io.popen(cmd, "r"))
   local out = pipe:read("a") or ""

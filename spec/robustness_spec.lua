@@ -108,6 +108,21 @@ return {
       assert.same({ 200, "ok" }, { res.status, res.body })
     end)
 
+    it("goes on serving after clients close or reset connections mid-response "
+      .. "(EPIPE, not a SIGPIPE that ends the process)", function()
+      for _, wait in ipairs({ false, true, false, true }) do
+        local sock = assert(helper.connect(srv.port))
+        assert(sock:send("GET /huge HTTP/1.1\r\nHost: h\r\n\r\n"))
+        -- gone at once, or with unread data (the kernel resets it)
+        if wait then assert(sock:receive(1000)) end
+        sock:close()
+        socket.sleep(0.1) -- the server writes on into the closed connection
+      end
+      assert.is_true(srv:alive(), srv:stderr())
+      local res = assert(helper.request(srv.port, "GET", "/", { host = "h" }))
+      assert.same({ 200, "ok" }, { res.status, res.body })
+    end)
+
     it("writes the whole response to a client that half-closes", function()
       local sock = assert(helper.connect(srv.port))
       local defer = helper.cleanup(finally)

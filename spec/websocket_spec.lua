@@ -12,6 +12,7 @@
 
 local helper = require "helper"
 local ws = require "wsclient"
+local socket = require "socket"
 
 local OP = ws.OP
 local MiB = 1024 * 1024
@@ -654,6 +655,27 @@ describe("WebSocket", function()
       assert.same({ OP.BINARY, "\1\2\3" }, { read_data(sock) })
       assert.same({ "handler true", "open true", "message 10 false",
                     "message 3 true" }, events(srv, tag))
+    end)
+
+    it("keeps a frame split across reads while another connection's frames "
+      .. "are read in between", function()
+      -- idle WebSockets read into one buffer the loop lends them; what a
+      -- read leaves unparsed must move to the connection's own buffer
+      local a = connect(srv.port, "/echo?" .. new_tag())
+      finally(function() a:close() end)
+      local b = connect(srv.port, "/echo?" .. new_tag())
+      finally(function() b:close() end)
+      local msg = ("a"):rep(200) .. "|end"
+      local frame = ws.frame(OP.TEXT, msg)
+      for _, cut in ipairs({ 1, 2, 7, #frame - 1 }) do
+        assert(a:send(frame:sub(1, cut)))
+        socket.sleep(0.05) -- read by the server on its own
+        local other = "b" .. cut
+        assert(ws.send_text(b, other))
+        assert.same({ OP.TEXT, other }, { read_data(b) })
+        assert(a:send(frame:sub(cut + 1)))
+        assert.same({ OP.TEXT, msg }, { read_data(a) })
+      end
     end)
 
     it("answers a ping between fragments with a pong, then delivers the message",
