@@ -14,7 +14,7 @@
 #include "rl.h"
 
 /* user values of the channel userdata */
-enum { CH_OPTS = 1, CH_REQ = 2, CH_RESP = 3 };
+enum { CH_OPTS = 1, CH_REQ = 2, CH_RESP = 3, CH_ON_MESSAGE = 4, CH_NUV = 4 };
 
 typedef struct {
   uint64_t mark; /* done when conn->written_total reaches it */
@@ -414,9 +414,14 @@ static int message_p(lua_State *L) {
     ch_call(L, ch, uidx, "on_pong", 1);
     return 0;
   }
+  /* on_message(ch, message, binary): the hot path, so the callback is
+   * kept in a user value of its own rather than looked up by name */
+  if (lua_getiuservalue(L, uidx, CH_ON_MESSAGE) == LUA_TNIL)
+    return 0;
+  lua_pushvalue(L, uidx);
   lua_pushlstring(L, p, n);
   lua_pushboolean(L, opcode == 0x2);
-  ch_call(L, ch, uidx, "on_message", 2);
+  ch_start(L, ch, 3, 0);
   return 0;
 }
 
@@ -538,7 +543,7 @@ int rl__as_channel(lua_State *L) {
   if (c && (c->req == NULL || c->req != lua_topointer(L, 1)))
     c = NULL; /* the handler's task anchors c->req: no other has its address */
 
-  rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, 3);
+  rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, CH_NUV);
   memset(ch, 0, sizeof *ch);
   ch->ctx = ctx;
   ch->anchor_ref = LUA_NOREF;
@@ -558,6 +563,8 @@ int rl__as_channel(lua_State *L) {
   lua_setiuservalue(L, uidx, CH_OPTS);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, uidx, CH_REQ);
+  lua_getfield(L, oidx, "on_message"); /* the options are a private copy */
+  lua_setiuservalue(L, uidx, CH_ON_MESSAGE);
 
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, ch->ws ? 101 : 200);
