@@ -519,28 +519,35 @@ void rl__body_pump(rl_conn *c) {
 
 int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
   int status = 200;
-  lua_getfield(L, idx, "status");
-  if (!lua_isnil(L, -1)) {
+  idx = lua_absindex(L, idx);
+  /* the keys come interned from ctx->keys_ref (lua_getfield would look
+   * each up by its C string); lua_gettable still honours __index */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ctx->keys_ref);
+  int K = lua_gettop(L);
+  lua_rawgeti(L, K, RL_K_STATUS);
+  if (lua_gettable(L, idx) != LUA_TNIL) {
     int ok;
     lua_Integer s = lua_tointegerx(L, -1, &ok);
     if (!ok || s < 100 || s > 999) {
       *err = "status must be an integer from 100 to 999";
-      lua_pop(L, 1);
+      lua_pop(L, 2);
       return -1;
     }
     status = (int)s;
   }
   lua_pop(L, 1);
-  lua_getfield(L, idx, "headers");
+  lua_rawgeti(L, K, RL_K_HEADERS);
+  lua_gettable(L, idx);
   int hidx = lua_gettop(L);
   if (lua_isnil(L, hidx)) {
     hidx = 0;
   } else if (!lua_istable(L, hidx)) {
     *err = "headers must be a table";
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     return -1;
   }
-  lua_getfield(L, idx, "body");
+  lua_rawgeti(L, K, RL_K_BODY);
+  lua_gettable(L, idx);
   int bidx = lua_gettop(L);
   int no_body = status < 200 || status == 204 || status == 304;
   int chunked_ok = c->http_minor >= 1;
@@ -654,6 +661,6 @@ int rl__respond(rl_conn *c, lua_State *L, int idx, const char **err) {
     break;
   }
 out:
-  lua_settop(L, bidx - 2);
+  lua_settop(L, K - 1);
   return r;
 }
