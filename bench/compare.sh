@@ -479,7 +479,7 @@ cat <<EOF
 - load: wrk $v_wrk \`-t1 -c$WRK_CONNS -d$DURATION\`; wsbench $WS_CONNS connections (32 B d1: $MESSAGES, d16: $MESSAGES_D16, 64 KiB: $MESSAGES_BIG messages each); idle: $IDLE connections
 - warm-up before the measured loads of each server start: $([ "$WARMUP" = 1 ] && echo "wrk 1 s on each path, wsbench $WS_CONNS x 1000 at d16 and $WS_CONNS x 20 at 64 KiB (not measured)" || echo none)
 - command: \`$cmdline\`
-- cells: one figure per round, in round order; ratios are of the means
+- cells: one figure per round, in round order; ratios are of the means (of the undisturbed runs, where there are any)
 
 EOF
 
@@ -531,13 +531,19 @@ END {
     line = "| " label[key] " (" better ") |"
     for (j = 1; j <= ns; j++) {
       cell = ""; sum[sv[j]] = 0; cnt[sv[j]] = 0; bad[sv[j]] = 0
+      dsum = 0; dcnt = 0
       for (r = 1; r <= rounds; r++) {
         v = ((sv[j], key, r) in val) ? val[sv[j], key, r] : "FAIL"
         cell = cell (r > 1 ? " · " : "") fmt(v, kind[key])
         pre = key; sub(/_[a-z0-9]+$/, "", pre)
-        if ((sv[j], pre "_steal", r) in val) { cell = cell "†"; daggers++ }
-        if (v == "FAIL") bad[sv[j]] = 1; else { sum[sv[j]] += v; cnt[sv[j]]++ }
+        dag = (sv[j], pre "_steal", r) in val
+        if (dag) { cell = cell "†"; daggers++ }
+        if (v == "FAIL") bad[sv[j]] = 1
+        else if (dag) { dsum += v; dcnt++ }
+        else { sum[sv[j]] += v; cnt[sv[j]]++ }
       }
+      # the ratios leave disturbed runs out, unless every run was one
+      if (cnt[sv[j]] == 0) { sum[sv[j]] = dsum; cnt[sv[j]] = dcnt }
       line = line " " cell " |"
     }
     for (j = 1; j <= ns; j++) if (sv[j] != "ringlet") {
@@ -548,7 +554,7 @@ END {
     print line
   }
   if (daggers)
-    printf "\n† the hypervisor stole more than %s%% of a CPU during that load, in each of its %d runs\n", steal_max, retries + 1
+    printf "\n† the hypervisor stole more than %s%% of a CPU during that load, in each of its %d runs; the ratios leave these out (unless all of a server'"'"'s runs of the load are)\n", steal_max, retries + 1
 }' "$results"
 
 if [ "$failed" -ne 0 ]; then

@@ -114,8 +114,13 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (ptr && small_old && class_of(osize) == class_of(nsize))
     return ptr;
   void *nb = pool_get(p, nsize);
-  if (nb == NULL)
-    return NULL; /* Lua keeps ptr when growing fails */
+  if (nb == NULL) {
+    /* Lua keeps ptr when growing fails, but a shrink must not fail: keep
+     * the bigger block. Freed later as a block of nsize it joins that
+     * class's list (a malloc'd one is then never given back: this happens
+     * only when a new slab cannot be had). */
+    return ptr && osize >= nsize ? ptr : NULL;
+  }
   if (ptr) {
     memcpy(nb, ptr, osize < nsize ? osize : nsize);
     if (small_old)
