@@ -177,13 +177,24 @@ static int panic(lua_State *L) {
   return 0; /* abort */
 }
 
+static void free_pool(rl_pool *p) {
+#ifndef RL_POOL_OFF
+  while (p->slabs) {
+    rl_slab *s = p->slabs;
+    p->slabs = s->next;
+    free(s);
+  }
+#endif
+  free(p);
+}
+
 lua_State *ringlet_newstate(void) {
   rl_pool *p = calloc(1, sizeof *p);
   if (p == NULL)
     return NULL;
   lua_State *L = lua_newstate(pool_alloc, p);
   if (L == NULL) {
-    free(p);
+    free_pool(p);
     return NULL;
   }
   lua_atpanic(L, panic);
@@ -195,13 +206,6 @@ void ringlet_closestate(lua_State *L) {
   void *ud;
   lua_Alloc f = lua_getallocf(L, &ud);
   lua_close(L);
-  if (f != pool_alloc)
-    return; /* not made by ringlet_newstate: lua_close was all */
-  rl_pool *p = ud;
-  while (p->slabs) {
-    rl_slab *s = p->slabs;
-    p->slabs = s->next;
-    free(s);
-  }
-  free(p);
+  if (f == pool_alloc) /* else not made by ringlet_newstate */
+    free_pool(ud);
 }

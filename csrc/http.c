@@ -551,6 +551,12 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     *buf = uv_buf_init(linger_buf, sizeof linger_buf);
     return;
   }
+  if (c->in_shared) {
+    /* a loop run nested in a callback of this read: never move the
+     * loop's buffer (read_cb gets UV_ENOBUFS) */
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
   if (c->in_pos == c->in.len)
     c->in_pos = c->in.len = 0;
   size_t want = c->ws ? rl__ws_read_hint(c) : 0;
@@ -1017,6 +1023,11 @@ static void conn_closed(uv_handle_t *h) {
   if (--c->open_handles > 0)
     return;
   rl_server *s = c->server;
+  if (c->in_shared) { /* a read that never completed: not ours to free */
+    c->ctx->rbuf_busy = 0;
+    c->in_shared = 0;
+    c->in.base = NULL;
+  }
   rl__buf_free(&c->in);
   rl__buf_free(&c->out);
   rl__buf_free(&c->url);

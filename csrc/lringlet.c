@@ -224,6 +224,8 @@ static int l_run(lua_State *L) {
   return 0;
 }
 
+static void on_sigpipe(int sig) { (void)sig; }
+
 int luaopen_ringlet(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"run_server", l_run_server},   {"run", l_run},
@@ -232,11 +234,18 @@ int luaopen_ringlet(lua_State *L) {
   luaL_checkversion(L);
   /* Writing to a connection its peer has reset fails with EPIPE, and also
    * raises SIGPIPE, whose default action ends the process: one client
-   * leaving mid-response would stop the server. Ignored, as LuaSocket does,
-   * unless the host has a handler of its own. */
+   * leaving mid-response would stop the server. Caught by a handler that
+   * does nothing, unless the host has one of its own: unlike SIG_IGN, a
+   * handler is not inherited through exec, so io.popen's commands still
+   * get the default (`yes | head -1` ends quietly). */
   struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-    signal(SIGPIPE, SIG_IGN);
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigpipe;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+  }
   rl__ctx_open(L);
   if (luaL_newmetatable(L, RL_SERVER_MT)) {
     lua_pushcfunction(L, server_index);

@@ -83,6 +83,21 @@ return {
       assert.is_true(total < 50 * 1024 * 1024, ("read %d bytes"):format(total))
     end)
 
+  it("leaves SIGPIPE at its default for the commands a handler runs",
+    function()
+      -- ringlet catches SIGPIPE with a handler, which exec resets; an
+      -- ignored SIGPIPE would be inherited by io.popen's commands
+      local ok, out, err = helper.run_script([[
+require "ringlet"
+local p = io.popen("grep '^SigIgn' /proc/self/status")
+print(p:read("l"))
+p:close()
+]])
+      assert.is_true(ok, err)
+      local mask = assert(tonumber(out:match("SigIgn:%s*(%x+)"), 16), out)
+      assert.equal(0, mask & (1 << 12), "SIGPIPE (13) ignored: " .. out)
+    end)
+
   describe("on one server", function()
     local srv
     lazy_setup(function() srv = helper.start(APP) end)
