@@ -156,6 +156,11 @@ static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
 #endif
   }
   lua_settop(co, 0);
+  if (t->has_arg) { /* the slot exists: setting it allocates nothing */
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, t->arg_ref);
+    t->has_arg = 0;
+  }
   t->done = NULL;
   t->data = NULL;
   if (ctx->npool < (int)(sizeof ctx->pool / sizeof ctx->pool[0])) {
@@ -168,6 +173,7 @@ static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->arg_ref);
   free(t);
 }
 
@@ -178,8 +184,6 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   lua_State *co = t->co;
   int nres = 0;
   int st = lua_resume(co, L, nargs, &nres);
-  if (st == LUA_OK)
-    nres -= t->keep; /* lua_resume counts the anchored values as results */
   if (st == LUA_YIELD) {
     if (t->sleep) {
       lua_pop(co, nres);
@@ -205,8 +209,10 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   return NULL;
 }
 
-rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int keep, int nargs,
+rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
                         rl_task_cb done, void *data, rl_task **slot) {
+  if (anchor)
+    anchor = lua_absindex(L, anchor);
   rl_task *t;
   if (ctx->npool > 0) {
     t = ctx->pool[--ctx->npool];
@@ -223,13 +229,19 @@ rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int keep, int nargs,
     lua_rawset(L, -3);
     lua_pop(L, 1);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
+    lua_pushboolean(L, 0);
+    t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   t->done = done;
   t->data = data;
-  t->keep = keep;
+  if (anchor) {
+    lua_pushvalue(L, anchor);
+    lua_rawseti(L, LUA_REGISTRYINDEX, t->arg_ref);
+    t->has_arg = 1;
+  }
   if (slot)
     *slot = t; /* the owner can detach it even before it first yields */
-  lua_xmove(L, t->co, keep + nargs + 1);
+  lua_xmove(L, t->co, nargs + 1);
   return task_resume(L, t, nargs);
 }
 

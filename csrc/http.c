@@ -512,18 +512,16 @@ static int dispatch_p(lua_State *L) {
   rl_conn *c = lua_touserdata(L, 1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->server->handler_ref);
   push_request(L, c);
-  /* [handler, req] -> [req, handler, req]: the task keeps the request on
-   * its stack while it runs, so as_channel can know it by its address */
+  /* the task anchors the request while it runs, so as_channel can know it
+   * by its address */
   c->req = lua_topointer(L, -1);
-  lua_pushvalue(L, -1);
-  lua_rotate(L, -3, 1);
   /* The request's bytes are in the table now. */
   c->url.len = c->hdrs.len = c->hlist.len = c->body.len = 0;
   if (c->body.cap > RL_MAX_PENDING)
     rl__buf_free(&c->body);
   c->state = RL_HANDLING;
   c->server->inflight++;
-  (void)rl__task_start(c->ctx, L, 1, 1, handler_done, c, &c->task);
+  (void)rl__task_start(c->ctx, L, -1, 1, handler_done, c, &c->task);
   return 0;
 }
 

@@ -128,15 +128,16 @@ struct rl_task {
   int co_ref;
   rl_task_cb done;
   void *data;
-  int keep;          /* values anchored below the function on co's stack */
+  int arg_ref; /* registry slot (made with the task) anchoring one value */
+  int has_arg; /* arg_ref holds a value for the running task */
   uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
 };
 
 /* Call the function below `nargs` arguments on L's stack in a new task.
- * Pops them, and the `keep` values below the function, which stay on the
- * coroutine's stack (alive) until the task ends. Must run inside a protected
- * call (it may raise on memory). */
-rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int keep, int nargs,
+ * Pops them. `anchor` (a stack index, or 0) names a value kept alive until
+ * the task ends, in a registry slot the task owns (no allocation per
+ * task). Must run inside a protected call (it may raise on memory). */
+rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
                         rl_task_cb done, void *data, rl_task **slot);
 /* Returns the task while suspended, or NULL. *slot (when given) is set to
  * the task before it first runs; its done callback clears the owner's
