@@ -69,20 +69,18 @@ enum {
   K_EXPECT,
   K_NONE
 };
-static const struct {
-  const char *name;
-  uint32_t len;
-} known[K_NONE] = {
-    [K_HOST] = {"host", 4},
-    [K_TRANSFER_ENCODING] = {"transfer-encoding", 17},
-    [K_UPGRADE] = {"upgrade", 7},
-    [K_CONNECTION] = {"connection", 10},
-    [K_WS_VERSION] = {"sec-websocket-version", 21},
-    [K_WS_KEY] = {"sec-websocket-key", 17},
-    [K_EXPECT] = {"expect", 6},
+static const char *const known[K_NONE] = {
+    [K_HOST] = "host",
+    [K_TRANSFER_ENCODING] = "transfer-encoding",
+    [K_UPGRADE] = "upgrade",
+    [K_CONNECTION] = "connection",
+    [K_WS_VERSION] = "sec-websocket-version",
+    [K_WS_KEY] = "sec-websocket-key",
+    [K_EXPECT] = "expect",
 };
 
-/* Which of `known` is the (lower-case) name h, or K_NONE. */
+/* Which of `known` is the (lower-case) name h, or K_NONE: the length
+ * picks the one candidate, memcmp confirms it. */
 static int known_header(rl_conn *c, const rl_header *h) {
   const char *s = c->hdrs.base + h->name;
   int k;
@@ -108,7 +106,7 @@ static int known_header(rl_conn *c, const rl_header *h) {
   default:
     return K_NONE;
   }
-  return memcmp(s, known[k].name, known[k].len) == 0 ? k : K_NONE;
+  return memcmp(s, known[k], h->name_len) == 0 ? k : K_NONE;
 }
 
 #define HVAL(c, h) ((c)->hdrs.base + (h)->value)
