@@ -11,7 +11,7 @@
 #
 # The totals include the server's start-up (about 10 million instructions),
 # spread over the operations. RINGLET_BIN [build/ringlet], WSBENCH_BIN
-# [build/ringlet_wsbench], DURATION [8s], MESSAGES [3000] and OUT (a
+# [bench/wsbench-bin.sh's choice], DURATION [8s], MESSAGES [3000] and OUT (a
 # directory to keep callgrind.out.* in, for callgrind_annotate) override the
 # defaults. For function names inside Lua, build liblua5.4 from
 # `apt-get source lua5.4` with -g and put its directory in LD_LIBRARY_PATH.
@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${RINGLET_BIN:-build/ringlet}
-WSBENCH=${WSBENCH_BIN:-build/ringlet_wsbench}
+. bench/wsbench-bin.sh
 DURATION=${DURATION:-8s}
 MESSAGES=${MESSAGES:-3000}
 what=${1:-all}
@@ -79,7 +79,7 @@ if [ "$what" = http ] || [ "$what" = all ]; then
 fi
 
 if [ "$what" = ws ] || [ "$what" = all ]; then
-  [ -x "$WSBENCH" ] || die "$WSBENCH is missing (cmake --build build)"
+  WSBENCH=$(wsbench_bin) || die "cannot build wsbench"
   start_server ws
   echo "callgrind: wsbench --conns 10 --messages $MESSAGES --size 32 --depth 1" >&2
   n=$("$WSBENCH" --port "$port" --path /ws --conns 10 --messages "$MESSAGES" \

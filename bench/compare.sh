@@ -152,22 +152,9 @@ lib=$(ldd "$RINGLET_BIN" 2>/dev/null | sed -n 's/^[[:space:]]*libringlet[^ ]* =>
 [ -n "$lib" ] && ringlet_files+=("$lib")
 ringlet_sum=$(cat "${ringlet_files[@]}" | cksum)
 
-# The WebSocket client: the CMake target if built, else a local compile
-# (the same choice as bench/ws.sh).
-if [ -n "${WSBENCH_BIN:-}" ]; then
-  WSB=$WSBENCH_BIN
-elif [ -x build/ringlet_wsbench ]; then
-  WSB=build/ringlet_wsbench
-else
-  WSB=build/ringlet_wsbench-local
-  if [ ! -x "$WSB" ] || [ bench/wsbench.c -nt "$WSB" ]; then
-    log "compiling $WSB"
-    mkdir -p build
-    # shellcheck disable=SC2046 # pkg-config prints a list of flags
-    ${CC:-cc} -std=c11 -O2 -Wall -Wextra bench/wsbench.c -o "$WSB" \
-      $(pkg-config --cflags --libs libuv) || die "cannot build wsbench"
-  fi
-fi
+# The WebSocket client (bench/wsbench-bin.sh chooses it, as for ws.sh)
+. bench/wsbench-bin.sh
+WSB=$(wsbench_bin) || die "cannot build wsbench"
 
 if [ -z "${NGINX_MODULES:-}" ]; then
   for d in /usr/share/nginx/modules /usr/lib/nginx/modules; do

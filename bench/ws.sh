@@ -44,21 +44,9 @@ if [ -f build/CMakeCache.txt ]; then
   echo "ws: build type: ${build_type:-<none>}" >&2
 fi
 
-# The client: the CMake target if built, else a local compile.
-if [ -n "${WSBENCH_BIN:-}" ]; then
-  WSB=$WSBENCH_BIN
-elif [ -x build/ringlet_wsbench ]; then
-  WSB=build/ringlet_wsbench
-else
-  WSB=build/ringlet_wsbench-local
-  if [ ! -x "$WSB" ] || [ bench/wsbench.c -nt "$WSB" ]; then
-    echo "ws: compiling $WSB" >&2
-    mkdir -p build
-    # shellcheck disable=SC2046 # pkg-config output is a list of flags
-    ${CC:-cc} -std=c11 -O2 -Wall -Wextra bench/wsbench.c -o "$WSB" \
-      $(pkg-config --cflags --libs libuv)
-  fi
-fi
+# The client (bench/wsbench-bin.sh chooses it, as for compare.sh)
+. bench/wsbench-bin.sh
+WSB=$(wsbench_bin)
 
 # Both processes need a descriptor per connection, plus some.
 want_fds=$((IDLE + 100))
