@@ -11,26 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(nginx-light libnginx-mod-http-lua lua-nginx-websocket wrk curl
-      libuv1-dev pkg-config)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-if ! command -v npm >/dev/null 2>&1; then
-  # NodeSource's nodejs bundles npm; with Debian's nodejs it is a package.
-  dpkg -s nodejs 2>/dev/null | grep -q '^Version:.*nodesource' || missing+=(npm)
-fi
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "==> bench dependencies: all installed"
-else
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  echo "==> apt-get install ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+bash scripts/apt-install.sh "bench dependencies" nginx-light \
+  libnginx-mod-http-lua lua-nginx-websocket wrk curl libuv1-dev pkg-config \
+  node npm
 
 echo "==> npm ci (bench/node)"
 cd bench/node

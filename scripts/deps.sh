@@ -5,18 +5,6 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev
       libssl-dev node-llhttp lua-busted lua-check lua-socket luarocks curl
       wrk)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "==> dependencies: all installed"
-else
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  echo "==> apt-get install ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+bash "$(dirname "$0")/apt-install.sh" dependencies "${PKGS[@]}"
 # The independent clients of the specs: Node's ws and headless Chromium.
 bash "$(dirname "$0")/node-deps.sh"
