@@ -471,6 +471,8 @@ cat <<EOF
 EOF
 
 awk -F '\t' -v servers="$SERVERS" -v rounds="$ROUNDS" -v idle="$IDLE" -v steal_max="$STEAL_MAX" -v retries="$RETRIES" '
+# the rows of the table, in order: key in results.tsv, label, number format
+function add(key, text, format) { keys[++n] = key; label[key] = text; kind[key] = format }
 function fmt(v, kind,   s, neg, i) {
   if (v == "FAIL") return "FAIL"
   if (kind == "int") {
@@ -487,25 +489,19 @@ function fmt(v, kind,   s, neg, i) {
 }
 { val[$1, $3, $2] = $4 }
 END {
-  n = split("hello_rps hello_cpu stream_rps stream_cpu ws32_mps ws32_p50 ws32_p99 ws32_cpu " \
-            "ws32d16_mps ws32d16_p50 ws32d16_p99 ws32d16_cpu ws64k_mps ws64k_p50 ws64k_p99 ws64k_cpu idle_kib", keys, " ")
-  label["hello_rps"] = "GET /hello, requests/s";            kind["hello_rps"] = "int"
-  label["hello_cpu"] = "GET /hello, server CPU µs/request"
-  label["stream_rps"] = "GET /stream, requests/s";          kind["stream_rps"] = "int"
-  label["stream_cpu"] = "GET /stream, server CPU µs/request"
-  label["ws32_mps"] = "WS 32 B text d1, messages/s";        kind["ws32_mps"] = "int"
-  label["ws32_p50"] = "WS 32 B text d1, p50 latency ms";    kind["ws32_p50"] = "ms"
-  label["ws32_p99"] = "WS 32 B text d1, p99 latency ms";    kind["ws32_p99"] = "ms"
-  label["ws32_cpu"] = "WS 32 B text d1, server CPU µs/message"
-  label["ws32d16_mps"] = "WS 32 B text d16, messages/s";    kind["ws32d16_mps"] = "int"
-  label["ws32d16_p50"] = "WS 32 B text d16, p50 latency ms"; kind["ws32d16_p50"] = "ms"
-  label["ws32d16_p99"] = "WS 32 B text d16, p99 latency ms"; kind["ws32d16_p99"] = "ms"
-  label["ws32d16_cpu"] = "WS 32 B text d16, server CPU µs/message"
-  label["ws64k_mps"] = "WS 64 KiB binary d1, messages/s";   kind["ws64k_mps"] = "int"
-  label["ws64k_p50"] = "WS 64 KiB binary d1, p50 latency ms"; kind["ws64k_p50"] = "ms"
-  label["ws64k_p99"] = "WS 64 KiB binary d1, p99 latency ms"; kind["ws64k_p99"] = "ms"
-  label["ws64k_cpu"] = "WS 64 KiB binary d1, server CPU µs/message"
-  label["idle_kib"] = idle " idle WS, server RSS KiB/connection"
+  add("hello_rps", "GET /hello, requests/s", "int")
+  add("hello_cpu", "GET /hello, server CPU µs/request", "")
+  add("stream_rps", "GET /stream, requests/s", "int")
+  add("stream_cpu", "GET /stream, server CPU µs/request", "")
+  split("ws32 ws32d16 ws64k", wk, " ")
+  wl["ws32"] = "WS 32 B text d1"; wl["ws32d16"] = "WS 32 B text d16"; wl["ws64k"] = "WS 64 KiB binary d1"
+  for (w = 1; w <= 3; w++) {
+    add(wk[w] "_mps", wl[wk[w]] ", messages/s", "int")
+    add(wk[w] "_p50", wl[wk[w]] ", p50 latency ms", "ms")
+    add(wk[w] "_p99", wl[wk[w]] ", p99 latency ms", "ms")
+    add(wk[w] "_cpu", wl[wk[w]] ", server CPU µs/message", "")
+  }
+  add("idle_kib", idle " idle WS, server RSS KiB/connection", "")
   ns = split(servers, sv, " ")
   name["ringlet"] = "ringlet"; name["nginx"] = "nginx"; name["node"] = "Node"
   hdr = "| figure (better) |"; sep = "| --- |"
