@@ -1,10 +1,15 @@
-/* Growable byte buffers, the one helper every reader and writer shares, and
- * the character classes the parser and the response writer check. */
+/* The base layer (base.h): growable byte buffers, the one helper every
+ * reader and writer shares; the character classes and token lists the
+ * parser and the response writer check; the Date cache; logging.
+ *
+ * Owns: nothing beyond each buffer's bytes. May call: libc, libuv. */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
-#include "rl.h"
+#include "base.h"
 
 int rl__buf_grow(rl_buf *b, size_t extra) {
   size_t cap = b->cap ? b->cap : 256;
@@ -74,3 +79,63 @@ const unsigned char rl__cclass[256] = {
 #undef T
 #undef H
 #undef TH
+
+/* ---- tokens, Date, log ----------------------------------------------------
+ */
+
+int rl__has_token(const char *v, size_t n, const char *tok) {
+  size_t tl = strlen(tok);
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+      i++;
+    size_t s = i;
+    while (i < n && v[i] != ',')
+      i++;
+    size_t e = i;
+    while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+      e--;
+    if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+static _Thread_local time_t date_sec;    /* second the cached value is for */
+static _Thread_local char date[40];      /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+static _Thread_local char date_line[48]; /* "Date: " date "\r\n" */
+
+const char *rl__date(void) {
+  static const char days[][4] = {"Sun", "Mon", "Tue", "Wed",
+                                 "Thu", "Fri", "Sat"};
+  static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  time_t now = time(NULL);
+  if (now != date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(date, sizeof date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(date_line, sizeof date_line, "Date: %s\r\n", date);
+    date_sec = now;
+  }
+  return date;
+}
+
+const char *rl__date_line(void) {
+  rl__date();
+  return date_line;
+}
+
+void rl__log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("ringlet: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  fflush(stderr);
+}
+
+void rl__handle_free(uv_handle_t *h) { free(h); }

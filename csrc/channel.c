@@ -1,17 +1,20 @@
-/* Channels: as_channel's one object with two transports. This file holds
- * the channel userdata and its HTTP transport (chunked streaming and
- * long-polling); the WebSocket transport plugs into the same methods.
+/* Channels (channel.h): as_channel's one object over two protocols. This
+ * file holds the channel userdata, its HTTP stream (chunked streaming and
+ * long-polling) and its WebSocket side, behind the same methods.
  *
  * Lifetime: the channel lives in its userdata's memory. While it is attached
  * to a connection (open, or closed with sends not yet written) or a callback
  * of it runs, one registry reference anchors it (anchor_ref), so the C
  * pointers the connection and tasks keep stay valid. Taken at attach (or
  * before), dropped when neither holds: an open channel's callbacks cost no
- * registry work. */
+ * registry work.
+ *
+ * Owns: the channel's C state, timers and pending sends. May call: http.h,
+ * ws.h, ctx.h, conn.h, base.h, Lua. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "rl.h"
+#include "channel.h"
 
 /* user values of the channel userdata */
 enum { CH_OPTS = 1, CH_REQ = 2, CH_RESP = 3, CH_ON_MESSAGE = 4, CH_NUV = 4 };
@@ -25,8 +28,10 @@ typedef struct {
 struct rl_channel {
   rl_ctx *ctx;
   rl_conn *conn;      /* attached connection, NULL once released */
-  rl_conn *origin;    /* the connection of the request it was made for */
-  uint64_t origin_id; /* and its id: an address may be reused */
+  rl_http *http;      /* its HTTP stream, while attached as one */
+  rl_ws *sock;        /* its WebSocket, while attached as one */
+  rl_http *origin;    /* the exchange of the request it was made for */
+  uint64_t origin_id; /* and its connection's id: an address may be reused */
   int anchor_ref;     /* registry: the userdata while attached or running */
   int running;        /* callbacks running */
   int closed;         /* closed: is_open() false, send returns nil */
@@ -234,7 +239,7 @@ static uv_timer_t *ch_timer(rl_channel *ch, uv_timer_cb cb, uint64_t ms,
                             uint64_t repeat) {
   uv_timer_t *t = malloc(sizeof *t);
   if (t) {
-    uv_timer_init(ch->ctx->loop, t);
+    uv_timer_init(ch->ctx->io.loop, t);
     t->data = ch;
     uv_timer_start(t, cb, ms, repeat);
   }
@@ -259,12 +264,16 @@ static void ch_release(lua_State *L, rl_channel *ch, int response_done) {
   rl_conn *c = ch->conn;
   if (c == NULL)
     return;
+  rl_http *h = ch->http;
   ch->conn = NULL;
-  c->channel = NULL;
+  ch->http = NULL;
+  ch->sock = NULL;
+  if (h)
+    h->stream = NULL;
   ch_stop_timer(ch);
   ch_unanchor_if_idle(L, ch);
-  if (response_done)
-    rl__conn_response_done(c);
+  if (response_done && h)
+    rl__http_response_done(h);
 }
 
 static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
@@ -286,8 +295,8 @@ static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
  * release the connection once every send has been written. The userdata is
  * at uidx. */
 static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
-  rl_conn *c = ch->conn;
-  if (ch->closed || c == NULL)
+  rl_http *h = ch->http;
+  if (ch->closed || h == NULL)
     return;
   ch->closed = 1;
   ch_stop_timer(ch);
@@ -299,34 +308,42 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
     lua_pop(L, 1);
     lua_getfield(L, -1, "headers");
     int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    if (rl__write_head(c, L, status, hidx, RL_FRAME_LENGTH, 0, NULL, &err)) {
+    if (rl__http_write_head(h, L, status, hidx, RL_FRAME_LENGTH, 0, NULL,
+                            &err)) {
       rl__log("channel response: %s", err);
-      rl__respond_error(c, 500, NULL);
+      rl__http_error(h, 500, NULL);
     }
     lua_pop(L, 2);
     ch->head_sent = 1;
   } else if (ch->framing == RL_FRAME_CHUNKED) {
-    rl__conn_write(c, "0\r\n\r\n", 5);
+    rl__http_write(h, "0\r\n\r\n", 5);
   } else if (ch->framing == RL_FRAME_CLOSE) {
-    c->keep_alive = 0; /* the end of the body is the end of the connection */
+    h->keep_alive = 0; /* the end of the body is the end of the connection */
   }
   fire_close(L, ch, uidx, 0, NULL);
   if (ch->conn && ch->nsends == 0)
     ch_release(L, ch, 1);
 }
 
+/* The connection is going away: close the channel, fire on_close (with
+ * the WebSocket's close code), fail the sends not yet written. */
+typedef struct {
+  rl_channel *ch;
+  int code; /* 0 for an HTTP stream */
+  const char *reason;
+  size_t n;
+} rl_detach;
+
 static int detach_p(lua_State *L) {
-  rl_channel *ch = lua_touserdata(L, 1);
+  rl_detach *d = lua_touserdata(L, 1);
+  rl_channel *ch = d->ch;
   push_self(L, ch);
   int uidx = lua_gettop(L);
   ch->closed = 1;
   ch_stop_timer(ch);
-  if (ch->ws && ch->conn) {
-    const char *reason;
-    size_t n;
-    int code = rl__ws_close_info(ch->conn, &reason, &n);
-    lua_pushlstring(L, reason, n);
-    fire_close(L, ch, uidx, code, lua_tostring(L, -1));
+  if (d->code) {
+    lua_pushlstring(L, d->reason, d->n);
+    fire_close(L, ch, uidx, d->code, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
   fire_close(L, ch, uidx, 0, NULL);
@@ -335,18 +352,22 @@ static int detach_p(lua_State *L) {
   return 0;
 }
 
-void rl__channel_detach(rl_channel *ch, int code, const char *reason) {
-  (void)code;
-  (void)reason;
+static void detach(rl_channel *ch, int code, const char *reason, size_t n) {
   if (ch->ctx->closing) {
     ch->closed = 1;
-    ch->conn->channel = NULL;
+    if (ch->http)
+      ch->http->stream = NULL;
     ch->conn = NULL;
+    ch->http = NULL;
+    ch->sock = NULL;
     ch_stop_timer(ch);
     return;
   }
-  rl__protect(ch->ctx, ch->ctx->L, detach_p, ch);
+  rl_detach d = {ch, code, reason, n};
+  rl__protect(ch->ctx, ch->ctx->L, detach_p, &d);
 }
+
+void rl__channel_detach(rl_channel *ch) { detach(ch, 0, NULL, 0); }
 
 static int written_p(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
@@ -366,6 +387,8 @@ static int written_p(lua_State *L) {
   return 0;
 }
 
+static void ws_written(void *ud) { rl__channel_written(ud); }
+
 void rl__channel_written(rl_channel *ch) {
   if (ch->nsends == 0 && !ch->closed &&
       !(ch->has_drain && ch->conn->backlogged))
@@ -378,7 +401,7 @@ static int timeout_p(lua_State *L) {
   if (ch->ws) {
     if (ch->conn && !ch->closed) {
       ch->closed = 1;
-      rl__ws_close(ch->conn, 1000, "idle timeout", 12);
+      rl__ws_close(ch->sock, 1000, "idle timeout", 12);
     }
     return 0;
   }
@@ -393,10 +416,10 @@ static void ping_cb(uv_timer_t *t) {
   if (ch == NULL || ch->conn == NULL)
     return;
   if (ch->ping_outstanding) {
-    rl__conn_close(ch->conn, 0); /* on_close sees 1006 */
+    rl__conn_close(ch->conn); /* on_close sees 1006 */
     return;
   }
-  if (!ch->closed && rl__ws_ping(ch->conn, "", 0) == 0)
+  if (!ch->closed && rl__ws_send(ch->sock, RL_WS_PING, "", 0) == 0)
     ch->ping_outstanding = 1;
 }
 
@@ -425,7 +448,8 @@ static int message_p(lua_State *L) {
   return 0;
 }
 
-void rl__channel_message(rl_channel *ch, int opcode, const char *p, size_t n) {
+static void ws_message(void *ud, int opcode, const char *p, size_t n) {
+  rl_channel *ch = ud;
   void *a[4] = {ch, (void *)p, &n, &opcode};
   ch_touch(ch);
   if (ch->closed && opcode != 0xA)
@@ -439,6 +463,12 @@ static void timeout_cb(uv_timer_t *t) {
     rl__protect(ch->ctx, ch->ctx->L, timeout_p, ch);
 }
 
+static void ws_closed(void *ud, int code, const char *reason, size_t n) {
+  detach(ud, code, reason, n);
+}
+
+static const rl_ws_cbs ws_cbs = {ws_message, ws_written, ws_closed};
+
 /* ---- attaching: the handler returned the channel's response ----------------
  */
 
@@ -449,10 +479,11 @@ static int open_p(lua_State *L) {
   return 0;
 }
 
-int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
+int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
                        const char **err) {
   int uidx = lua_absindex(L, -1); /* the body: the channel userdata */
-  if (ch->origin != c || ch->origin_id != c->id || ch->conn || ch->closed) {
+  rl_conn *c = h->conn;
+  if (ch->origin != h || ch->origin_id != c->id || ch->conn || ch->closed) {
     *err = "the channel was made for another request or is closed";
     return -1;
   }
@@ -467,37 +498,50 @@ int rl__channel_attach(rl_channel *ch, rl_conn *c, lua_State *L, int ridx,
     lua_getiuservalue(L, uidx, CH_REQ);
     lua_getfield(L, -1, "headers");
     lua_getfield(L, -1, "sec-websocket-key");
-    size_t kl;
+    size_t kl = 0;
     const char *key = lua_tolstring(L, -1, &kl);
     lua_getfield(L, ridx, "headers");
     int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    int r = rl__ws_accept(c, L, key ? key : "", key ? kl : 0, hidx, err);
+    char accept[29], extra[160];
+    rl_ws *ws = NULL;
+    int r = -1;
+    *err = "invalid Sec-WebSocket-Key";
+    if (key && rl__ws_accept_value(key, kl, accept) == 0) {
+      snprintf(extra, sizeof extra,
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: %s\r\n",
+               accept);
+      *err = "out of memory";
+      if ((ws = rl__ws_new(h->cfg->max_ws)) != NULL)
+        r = rl__http_upgrade(h, L, hidx, extra, err);
+    }
     lua_pop(L, 4);
     if (r != 0) {
+      rl__ws_free(ws);
       ch_unanchor_if_idle(L, ch); /* not attached */
       return -1;
     }
+    rl__ws_start(ws, c, &ws_cbs, ch); /* the connection speaks WebSocket */
+    ch->sock = ws;
     if (ch->ping_interval > 0)
       ch->ping = ch_timer(ch, ping_cb, ch->ping_interval, ch->ping_interval);
+  } else {
+    ch->http = h;
+    h->stream = ch;
+    h->state = RL_STREAM;
   }
   ch->conn = c;
-  c->channel = ch;
-  c->state = RL_CHANNEL;
   if (ch->timeout > 0)
     ch->timer = ch_timer(ch, timeout_cb, ch->timeout, 0);
   /* on_open runs once the handler's coroutine is done with this one */
   rl__protect(ch->ctx, L, open_p, ch);
-  if (ch->ws && ch->conn) {
-    c->deferred = 1; /* frames that came with the request */
-    rl__mark_dirty(c);
-  }
   return 0;
 }
 
 /* ---- as_channel
  * ---------------------------------------------------------------- */
 
-int rl__as_channel(lua_State *L) {
+int rl__channel_new(lua_State *L, rl_http *h) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int has_opts = !lua_isnoneornil(L, 2);
   if (has_opts)
@@ -537,12 +581,6 @@ int rl__as_channel(lua_State *L) {
       lua_rawset(L, oidx);
     }
   }
-  /* which connection is this request on? as_channel is called by the
-   * handler, whose task knows its connection and current request */
-  rl_conn *c = rl__task_conn(rl__current_task(L));
-  if (c && (c->req == NULL || c->req != lua_topointer(L, 1)))
-    c = NULL; /* the handler's task anchors c->req: no other has its address */
-
   rl_channel *ch = lua_newuserdatauv(L, sizeof *ch, CH_NUV);
   memset(ch, 0, sizeof *ch);
   ch->ctx = ctx;
@@ -553,10 +591,10 @@ int rl__as_channel(lua_State *L) {
   lua_getfield(L, oidx, "on_drain");
   ch->has_drain = !lua_isnil(L, -1);
   lua_pop(L, 1);
-  ch->ws = c != NULL && c->websocket;
-  ch->origin = c;
-  ch->origin_id = c ? c->id : 0;
-  ch->closed = c == NULL; /* the request's connection is already gone */
+  ch->ws = h != NULL && h->websocket;
+  ch->origin = h;
+  ch->origin_id = h ? h->conn->id : 0;
+  ch->closed = h == NULL; /* the request's connection is already gone */
   luaL_setmetatable(L, RL_CHANNEL_MT);
   int uidx = lua_gettop(L);
   lua_pushvalue(L, oidx);
@@ -667,10 +705,10 @@ static void merge_headers(lua_State *L, int base, int over) {
 }
 
 /* Queue one WebSocket message: the value at idx (a string). */
-static int ws_queue(lua_State *L, rl_conn *c, int idx, int binary) {
+static int ws_queue(lua_State *L, rl_ws *ws, int idx, int binary) {
   size_t n;
   const char *p = lua_tolstring(L, idx, &n);
-  return rl__ws_queue(c, binary ? 2 : 1, p, n);
+  return rl__ws_send(ws, binary ? RL_WS_BINARY : RL_WS_TEXT, p, n);
 }
 
 /* ch:send on a WebSocket: string (text, or binary with binary = true),
@@ -679,6 +717,7 @@ static int ws_queue(lua_State *L, rl_conn *c, int idx, int binary) {
 static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
                    int close, int ok_idx, int err_idx) {
   rl_conn *c = ch->conn;
+  rl_ws *ws = ch->sock;
   if (is_map)
     return luaL_error(L, "send: a response table ({status=, headers=, "
                          "body=}) cannot be sent on a WebSocket");
@@ -704,13 +743,13 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
   }
   int r = 0;
   if (t == LUA_TSTRING) {
-    r = ws_queue(L, c, 2, binary);
+    r = ws_queue(L, ws, 2, binary);
   } else if (t == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
     for (lua_Integer i = 1; i <= n && r == 0; i++) {
       if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
         return luaL_error(L, "send: a message array may hold only strings");
-      r = ws_queue(L, c, -1, binary);
+      r = ws_queue(L, ws, -1, binary);
       lua_pop(L, 1);
     }
   } else if (t == LUA_TFUNCTION) {
@@ -726,7 +765,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
         lua_pushnil(L);
         return 1;
       }
-      r = ws_queue(L, c, -1, binary);
+      r = ws_queue(L, ws, -1, binary);
       lua_pop(L, 1);
       if (r)
         break;
@@ -739,7 +778,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
       lua_pushnil(L);
       return 1;
     }
-    r = rl__ws_queue_fragmented(c, p, n);
+    r = rl__ws_send_fragmented(ws, p, n);
   }
   if (r != 0) {
     lua_pushnil(L); /* closing: nothing more can be queued */
@@ -750,7 +789,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
     c->backlogged = 1; /* on_drain once it is all written */
   push_send(L, ch, c->queued_total, ok_idx, err_idx);
   if (close)
-    rl__ws_close(c, 1000, "", 0), ch->closed = 1;
+    rl__ws_close(ws, 1000, "", 0), ch->closed = 1;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -834,27 +873,28 @@ static int ch_send(lua_State *L) {
   size_t n;
   const char *data = lua_tolstring(L, -1, &n);
   c = ch->conn; /* gathering ran Lua code */
-  if (ch->closed || c == NULL) {
+  rl_http *h = ch->http;
+  if (ch->closed || c == NULL || h == NULL) {
     lua_pushnil(L);
     return 1;
   }
   if (!ch->head_sent) {
     int status = lua_isnil(L, sidx) ? 200 : (int)luaL_optinteger(L, sidx, 200);
     int framing = close                ? RL_FRAME_LENGTH
-                  : c->http_minor >= 1 ? RL_FRAME_CHUNKED
+                  : h->http_minor >= 1 ? RL_FRAME_CHUNKED
                                        : RL_FRAME_CLOSE;
     const char *err = NULL;
-    if (rl__write_head(c, L, status, hidx, framing, n, NULL, &err))
+    if (rl__http_write_head(h, L, status, hidx, framing, n, NULL, &err))
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
     /* HEAD, 1xx, 204 and 304 answers have no body: nothing follows */
-    int nobody = c->head_only || status < 200 || status == 204 || status == 304;
+    int nobody = h->head_only || status < 200 || status == 204 || status == 304;
     ch->framing = nobody ? RL_FRAME_NONE : framing;
   }
   if (ch->framing == RL_FRAME_CHUNKED)
-    rl__chunk(c, data, n);
+    rl__http_chunk(h, data, n);
   else if (ch->framing != RL_FRAME_NONE)
-    rl__conn_write(c, data, n); /* Content-Length or close-delimited */
+    rl__http_write(h, data, n); /* Content-Length or close-delimited */
   push_send(L, ch, c->queued_total, ok_idx, err_idx);
   if (close)
     ch_finish(L, ch, 1);
@@ -883,7 +923,7 @@ static int ch_close(lua_State *L) {
   }
   if (ch->ws) {
     ch->closed = 1;
-    rl__ws_close(ch->conn, (int)code, reason, n);
+    rl__ws_close(ch->sock, (int)code, reason, n);
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -924,7 +964,8 @@ static int ch_ping(lua_State *L) {
     return luaL_error(L, "ping: this channel is an HTTP stream, not a "
                          "WebSocket");
   luaL_argcheck(L, n <= 125, 2, "a ping payload is at most 125 bytes");
-  if (ch->closed || ch->conn == NULL || rl__ws_ping(ch->conn, p, n) != 0) {
+  if (ch->closed || ch->conn == NULL ||
+      rl__ws_send(ch->sock, RL_WS_PING, p, n) != 0) {
     lua_pushnil(L);
     return 1;
   }

@@ -1,11 +1,13 @@
-/* The per-lua_State context: protected calls, coroutine tasks, timers,
- * the Date cache and the flusher that batches each loop turn's writes. */
-#include <stdarg.h>
+/* A lua_State's context (ctx.h): protected calls, coroutine tasks,
+ * ringlet.timer and ringlet.sleep, and the transport's per-loop state.
+ *
+ * Owns: the rl_ctx, tasks, timers. May call: conn.h (io set-up and close),
+ * base.h, Lua, libuv; the module only through ctx->on_close. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "rl.h"
+#include "ctx.h"
+#include "ringlet.h"
 
 static const char ctx_key = 'c'; /* registry key: the context userdata */
 
@@ -20,16 +22,6 @@ typedef struct rl_timer {
   int self_ref;         /* timer: the userdata while pending */
   struct rl_timer **ud; /* timer: the userdata's pointer, NULLed on free */
 } rl_timer;
-
-void rl__log(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("ringlet: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  fflush(stderr);
-}
 
 rl_ctx *rl__ctx(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
@@ -57,91 +49,6 @@ int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud) {
   }
   lua_settop(L, top);
   return st;
-}
-
-void rl__handle_free(uv_handle_t *h) { free(h); }
-
-/* ---- Date ---------------------------------------------------------------- */
-
-/* "Date: <IMF-fixdate>\r\n", 37 bytes, cached for the second. */
-const char *rl__date_line(rl_ctx *ctx) {
-  rl__date(ctx);
-  return ctx->date_line;
-}
-
-const char *rl__date(rl_ctx *ctx) {
-  static const char days[][4] = {"Sun", "Mon", "Tue", "Wed",
-                                 "Thu", "Fri", "Sat"};
-  static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  time_t now = time(NULL);
-  if (now != ctx->date_sec) {
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    snprintf(ctx->date, sizeof ctx->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
-    snprintf(ctx->date_line, sizeof ctx->date_line, "Date: %s\r\n", ctx->date);
-    ctx->date_sec = now;
-  }
-  return ctx->date;
-}
-
-/* ---- the flusher ----------------------------------------------------------
- * Writes are appended to a connection's buffer and the connection is marked
- * dirty; once per loop turn the flusher hands every dirty buffer to libuv,
- * so a burst of sends or pipelined responses costs one write. Work that must
- * not run nested inside a Lua call (parsing the next pipelined request after
- * a stream ends) is deferred here too. */
-
-static void flush_cb(uv_idle_t *h);
-
-void rl__mark_dirty(rl_conn *c) {
-  if (c->is_dirty)
-    return;
-  rl_ctx *ctx = c->ctx;
-  c->is_dirty = 1;
-  c->dirty_prev = NULL;
-  c->dirty_next = ctx->dirty;
-  if (ctx->dirty)
-    ctx->dirty->dirty_prev = c;
-  else
-    uv_idle_start(&ctx->flusher, flush_cb);
-  ctx->dirty = c;
-}
-
-void rl__unmark_dirty(rl_conn *c) {
-  if (!c->is_dirty)
-    return;
-  if (c->dirty_prev)
-    c->dirty_prev->dirty_next = c->dirty_next;
-  else
-    c->ctx->dirty = c->dirty_next;
-  if (c->dirty_next)
-    c->dirty_next->dirty_prev = c->dirty_prev;
-  c->is_dirty = 0;
-  c->dirty_next = c->dirty_prev = NULL;
-}
-
-static void flush_cb(uv_idle_t *h) {
-  rl_ctx *ctx = h->data;
-  int budget = 0;
-  for (rl_conn *c = ctx->dirty; c; c = c->dirty_next)
-    budget++;
-  /* Conns marked while we work go to the head and wait for the next turn
-   * once the budget is spent, so a callback that keeps sending cannot starve
-   * the loop. */
-  while (ctx->dirty && budget-- > 0) {
-    rl_conn *c = ctx->dirty;
-    rl__unmark_dirty(c);
-    if (c->deferred) {
-      c->deferred = 0;
-      rl__conn_continue(c);
-    }
-    rl__conn_flush(c);
-  }
-  if (ctx->dirty == NULL)
-    uv_idle_stop(&ctx->flusher);
 }
 
 /* ---- tasks --------------------------------------------------------------- */
@@ -298,7 +205,7 @@ static rl_timer *timer_new(lua_State *L, rl_ctx *ctx, uint64_t ms,
   memset(tm, 0, sizeof *tm);
   tm->ctx = ctx;
   tm->fn_ref = tm->self_ref = LUA_NOREF;
-  uv_timer_init(ctx->loop, &tm->h);
+  uv_timer_init(ctx->io.loop, &tm->h);
   tm->h.data = tm;
   ctx->handles++;
   tm->next = ctx->timers;
@@ -415,11 +322,6 @@ void rl__timer_open_lib(lua_State *L) {
 /* ---- the context ----------------------------------------------------------
  */
 
-static void flusher_closed(uv_handle_t *h) {
-  rl_ctx *ctx = h->data;
-  ctx->handles--;
-}
-
 /* lua_close: close every handle without calling Lua, let libuv run the
  * close callbacks that free memory, then free the context. */
 static int ctx_gc(lua_State *L) {
@@ -428,20 +330,21 @@ static int ctx_gc(lua_State *L) {
   if (ctx == NULL)
     return 0;
   ctx->closing = 1;
-  while (ctx->servers)
-    rl__server_stop(ctx->servers, 0);
+  if (ctx->on_close)
+    ctx->on_close(ctx); /* the module stops its servers */
   while (ctx->timers)
     timer_release(NULL, ctx->timers);
   for (int i = 0; i < ctx->npool; i++)
     free(ctx->pool[i]);
   ctx->npool = 0;
-  uv_close((uv_handle_t *)&ctx->flusher, flusher_closed);
-  for (int i = 0; i < 1000 && ctx->handles > 0; i++)
-    uv_run(ctx->loop, UV_RUN_NOWAIT);
-  if (ctx->handles == 0) {
-    if (ctx->loop == uv_default_loop())
-      uv_loop_close(ctx->loop);
-    free(ctx->rbuf);
+  rl__io_close(&ctx->io);
+  uv_loop_t *loop = ctx->io.loop;
+  for (int i = 0; i < 1000 && ctx->handles + ctx->io.handles > 0; i++)
+    uv_run(loop, UV_RUN_NOWAIT);
+  if (ctx->handles + ctx->io.handles == 0) {
+    if (loop == uv_default_loop())
+      uv_loop_close(loop);
+    rl__io_free(&ctx->io);
     free(ctx);
   }
   *pp = NULL;
@@ -468,68 +371,28 @@ void rl__ctx_open(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   ctx->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  ctx->loop = uv_default_loop();
-  uv_idle_init(ctx->loop, &ctx->flusher);
-  ctx->flusher.data = ctx;
-  ctx->handles = 1;
+  ctx->keys_ref = LUA_NOREF;
+  rl__io_init(&ctx->io, uv_default_loop());
   lua_newtable(L);
   ctx->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  static const char *const keys[] = {
-      "server_port",  "server_name", "remote_addr",    "uri",
-      "query_string", "scheme",      "request_method", "protocol",
-      "headers",      "body",        "websocket",      "status",
-      "http",         "HTTP/1.1",    "HTTP/1.0"};
-  lua_createtable(L, RL_K_METHODS + 64, 0);
-  for (int i = 0; i < RL_K_METHODS - 1; i++) {
-    lua_pushstring(L, keys[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  static const struct {
-    int num;
-    const char *name;
-  } methods[] = {
-#define RL_XX(num, name, string) {num, #string},
-      HTTP_ALL_METHOD_MAP(RL_XX)
-#undef RL_XX
-  };
-  for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
-    char lower[32];
-    const char *name = methods[m].name;
-    size_t n = 0;
-    for (; name[n] && n < sizeof lower - 1; n++)
-      lower[n] =
-          (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
-    lua_pushlstring(L, lower, n);
-    lua_rawseti(L, -2, RL_K_METHODS + (methods[m].num & 63));
-  }
-  ctx->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 int ringlet_set_loop(lua_State *L, uv_loop_t *loop) {
   rl_ctx *ctx = rl__ctx(L);
   if (ctx == NULL)
     return UV_EINVAL;
-  if (ctx->loop == loop)
+  if (ctx->io.loop == loop)
     return 0;
-  if (ctx->handles > 1 || ctx->servers)
+  if (ctx->handles > 0 || ctx->io.handles > 1 || ctx->servers)
     return UV_EBUSY;
-  uv_close((uv_handle_t *)&ctx->flusher, NULL);
-  uv_run(ctx->loop, UV_RUN_NOWAIT); /* lets the idle handle finish closing */
-  ctx->loop = loop;
-  uv_idle_init(loop, &ctx->flusher);
-  ctx->flusher.data = ctx;
+  uv_loop_t *old = ctx->io.loop;
+  rl__io_close(&ctx->io);
+  uv_run(old, UV_RUN_NOWAIT); /* lets the idle handle finish closing */
+  rl__io_init(&ctx->io, loop);
   return 0;
 }
 
 uv_loop_t *ringlet_get_loop(lua_State *L) {
   rl_ctx *ctx = rl__ctx(L);
-  return ctx ? ctx->loop : NULL;
-}
-
-void ringlet_stop_all(lua_State *L, unsigned timeout_ms) {
-  rl_ctx *ctx = rl__ctx(L);
-  if (ctx == NULL)
-    return;
-  for (rl_server *s = ctx->servers; s; s = s->next)
-    rl__server_stop(s, timeout_ms);
+  return ctx ? ctx->io.loop : NULL;
 }

@@ -1,4 +1,4 @@
-/* The WebSocket transport (RFC 6455): the 101 answer and the frames.
+/* WebSockets (ws.h, RFC 6455): a protocol above the transport.
  *
  * Frames are parsed straight out of the connection's read buffer: a
  * payload is unmasked in place, eight bytes at a time, and a whole
@@ -19,21 +19,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rl.h"
+#include "ws.h"
 
 #define RL_WS_FRAME (16 * 1024) /* largest frame of a fragmented send */
 #define RL_WS_CLOSE_MS 2000     /* wait this long for the peer's close */
 
 enum {
-  OP_CONT = 0x0,
-  OP_TEXT = 0x1,
-  OP_BINARY = 0x2,
-  OP_CLOSE = 0x8,
-  OP_PING = 0x9,
-  OP_PONG = 0xA
+  OP_CONT = RL_WS_CONT,
+  OP_TEXT = RL_WS_TEXT,
+  OP_BINARY = RL_WS_BINARY,
+  OP_CLOSE = RL_WS_CLOSE,
+  OP_PING = RL_WS_PING,
+  OP_PONG = RL_WS_PONG
 };
 
 struct rl_ws {
+  rl_conn *conn;
+  const rl_ws_cbs *cbs;
+  void *ud;           /* the layer above's */
+  size_t max_message; /* bytes, else 1009 */
+  int closed_up;      /* cbs->on_close has run */
   /* the frame being received */
   int in_payload;  /* its header is parsed */
   int op, fin;     /* of the frame */
@@ -57,19 +62,6 @@ struct rl_ws {
 };
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-int rl__ws_valid_key(const char *key, size_t n) {
-  /* base64 of 16 bytes: 22 characters, then "==" */
-  if (n != 24 || key[22] != '=' || key[23] != '=')
-    return 0;
-  for (size_t i = 0; i < 22; i++) {
-    char ch = key[i];
-    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-          (ch >= '0' && ch <= '9') || ch == '+' || ch == '/'))
-      return 0;
-  }
-  return strchr("AQgw", key[21]) != NULL; /* the last 4 bits are zero */
-}
 
 /* ---- UTF-8, incrementally (RFC 3629: no overlongs, surrogates or code
  * points above U+10FFFF) --------------------------------------------------- */
@@ -125,8 +117,8 @@ static uint32_t utf8_feed(uint32_t st, const unsigned char *s, size_t n) {
 /* ---- writing frames ---------------------------------------------------------
  */
 
-static void put_frame(rl_conn *c, int op, int fin, const char *p, size_t n) {
-  unsigned char h[10];
+/* A frame header for n payload bytes: returns its length (2, 4 or 10) */
+static size_t frame_header(unsigned char h[10], int op, int fin, size_t n) {
   size_t hl = 2;
   h[0] = (unsigned char)((fin ? 0x80 : 0) | op);
   if (n < 126) {
@@ -142,12 +134,28 @@ static void put_frame(rl_conn *c, int op, int fin, const char *p, size_t n) {
       h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
     hl = 10;
   }
-  rl__conn_write(c, h, hl);
-  rl__conn_write(c, p, n);
+  return hl;
 }
 
-static void send_close(rl_conn *c, int code, const char *reason, size_t n) {
-  rl_ws *ws = c->ws;
+static void put_frame(rl_ws *ws, int op, int fin, const char *p, size_t n) {
+  unsigned char h[10];
+  size_t hl = frame_header(h, op, fin, n);
+  rl__conn_write(ws->conn, h, hl);
+  rl__conn_write(ws->conn, p, n);
+}
+
+rl_shared *rl__ws_frame(int opcode, const char *p, size_t n) {
+  unsigned char h[10];
+  size_t hl = frame_header(h, opcode, 1, n);
+  rl_shared *s = rl__shared_new(NULL, hl + n);
+  if (s) {
+    memcpy(s->data, h, hl);
+    memcpy(s->data + hl, p, n);
+  }
+  return s;
+}
+
+static void send_close(rl_ws *ws, int code, const char *reason, size_t n) {
   char pl[125];
   size_t pn = 0;
   if (ws->close_sent)
@@ -164,14 +172,13 @@ static void send_close(rl_conn *c, int code, const char *reason, size_t n) {
     ws->reason_sent_len = n;
     pn = n + 2;
   }
-  put_frame(c, OP_CLOSE, 1, pl, pn);
+  put_frame(ws, OP_CLOSE, 1, pl, pn);
 }
 
 /* Fail the connection (RFC 6455 7.1.7): close with code, read no more. */
-static void ws_fail(rl_conn *c, int code, const char *why) {
-  rl_ws *ws = c->ws;
+static void ws_fail(rl_ws *ws, int code, const char *why) {
   ws->read_closed = 1;
-  send_close(c, code, why, strlen(why));
+  send_close(ws, code, why, strlen(why));
 }
 
 /* ---- reading frames
@@ -201,37 +208,35 @@ static int valid_close_code(int code) {
          (code >= 3000 && code <= 4999);
 }
 
-static void deliver(rl_conn *c, int op, const char *p, size_t n) {
-  if (c->channel)
-    rl__channel_message(c->channel, op, p, n);
+static void deliver(rl_ws *ws, int op, const char *p, size_t n) {
+  ws->cbs->on_message(ws->ud, op, p, n);
 }
 
 /* A whole control frame's payload is here. */
-static void control(rl_conn *c, int op, const char *p, size_t n) {
-  rl_ws *ws = c->ws;
+static void control(rl_ws *ws, int op, const char *p, size_t n) {
   if (op == OP_PING) {
     if (!ws->close_sent)
-      put_frame(c, OP_PONG, 1, p, n); /* RFC 6455 5.5.3 */
+      put_frame(ws, OP_PONG, 1, p, n); /* RFC 6455 5.5.3 */
     return;
   }
   if (op == OP_PONG) {
-    deliver(c, OP_PONG, p, n);
+    deliver(ws, OP_PONG, p, n);
     return;
   }
   /* close */
   if (n == 1) {
-    ws_fail(c, 1002, "a close payload of one byte");
+    ws_fail(ws, 1002, "a close payload of one byte");
     return;
   }
   int code = 0;
   if (n >= 2) {
     code = (unsigned char)p[0] << 8 | (unsigned char)p[1];
     if (!valid_close_code(code)) {
-      ws_fail(c, 1002, "invalid close code");
+      ws_fail(ws, 1002, "invalid close code");
       return;
     }
     if (utf8_feed(0, (const unsigned char *)p + 2, n - 2) != 0) {
-      ws_fail(c, 1007, "invalid UTF-8 in the close reason");
+      ws_fail(ws, 1007, "invalid UTF-8 in the close reason");
       return;
     }
     if (n > 2 && (ws->reason_received = malloc(n - 2))) {
@@ -242,46 +247,45 @@ static void control(rl_conn *c, int op, const char *p, size_t n) {
   ws->close_received = 1;
   ws->code_received = code ? code : 1005;
   ws->read_closed = 1;
-  send_close(c, code, "", 0); /* echo the code (RFC 6455 5.5.1) */
+  send_close(ws, code, "", 0); /* echo the code (RFC 6455 5.5.1) */
 }
 
 /* Parse a frame header at p (avail bytes). Returns its length, 0 when more
  * bytes are needed, -1 after failing the connection. */
-static int frame_head(rl_conn *c, const unsigned char *p, size_t avail) {
-  rl_ws *ws = c->ws;
+static int frame_head(rl_ws *ws, const unsigned char *p, size_t avail) {
   if (avail < 2)
     return 0;
   int fin = p[0] >> 7, rsv = (p[0] >> 4) & 7, op = p[0] & 0x0f;
   int masked = p[1] >> 7, len7 = p[1] & 0x7f;
   size_t hl = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
   if (rsv) /* no extension is negotiated */
-    return ws_fail(c, 1002, "reserved bits set"), -1;
+    return ws_fail(ws, 1002, "reserved bits set"), -1;
   if (!masked)
-    return ws_fail(c, 1002, "unmasked client frame"), -1;
+    return ws_fail(ws, 1002, "unmasked client frame"), -1;
   if ((op > OP_BINARY && op < OP_CLOSE) || op > OP_PONG)
-    return ws_fail(c, 1002, "reserved opcode"), -1;
+    return ws_fail(ws, 1002, "reserved opcode"), -1;
   if (op >= OP_CLOSE && (!fin || len7 > 125))
-    return ws_fail(c, 1002, "bad control frame"), -1;
+    return ws_fail(ws, 1002, "bad control frame"), -1;
   if (avail < hl)
     return 0;
   uint64_t len = (uint64_t)len7;
   if (len7 == 126) {
     len = (uint64_t)p[2] << 8 | p[3];
     if (len < 126)
-      return ws_fail(c, 1002, "non-minimal length"), -1;
+      return ws_fail(ws, 1002, "non-minimal length"), -1;
   } else if (len7 == 127) {
     len = 0;
     for (int i = 2; i < 10; i++)
       len = len << 8 | p[i];
     if (len >> 63 || len <= 0xffff)
-      return ws_fail(c, 1002, "bad 64-bit length"), -1;
+      return ws_fail(ws, 1002, "bad 64-bit length"), -1;
   }
   if (op == OP_CONT && ws->msg_op == 0)
-    return ws_fail(c, 1002, "continuation without a message"), -1;
+    return ws_fail(ws, 1002, "continuation without a message"), -1;
   if ((op == OP_TEXT || op == OP_BINARY) && ws->msg_op != 0)
-    return ws_fail(c, 1002, "new message inside a fragmented one"), -1;
-  if (op < OP_CLOSE && len > c->server->cfg.max_ws - ws->msg.len)
-    return ws_fail(c, 1009, "message too big"), -1;
+    return ws_fail(ws, 1002, "new message inside a fragmented one"), -1;
+  if (op < OP_CLOSE && len > ws->max_message - ws->msg.len)
+    return ws_fail(ws, 1009, "message too big"), -1;
   ws->op = op;
   ws->fin = fin;
   ws->left = len;
@@ -296,8 +300,8 @@ static int frame_head(rl_conn *c, const unsigned char *p, size_t avail) {
 }
 
 /* Take what has arrived of the current frame's payload. */
-static void frame_payload(rl_conn *c) {
-  rl_ws *ws = c->ws;
+static void frame_payload(rl_ws *ws) {
+  rl_conn *c = ws->conn;
   unsigned char *p = (unsigned char *)c->in.base + c->in_pos;
   size_t avail = c->in.len - c->in_pos;
   size_t n = avail < ws->left ? avail : (size_t)ws->left;
@@ -306,7 +310,7 @@ static void frame_payload(rl_conn *c) {
     /* control: gather it whole (at most 125 bytes) */
     unmask(p, n, ws->mask, ws->pos);
     if (rl__buf_append(&ws->ctrl, p, n)) {
-      ws_fail(c, 1011, "out of memory");
+      ws_fail(ws, 1011, "out of memory");
       return;
     }
     c->in_pos += n;
@@ -314,7 +318,7 @@ static void frame_payload(rl_conn *c) {
     ws->left -= n;
     if (ws->left == 0) {
       ws->in_payload = 0;
-      control(c, op, ws->ctrl.base, ws->ctrl.len);
+      control(ws, op, ws->ctrl.base, ws->ctrl.len);
       ws->ctrl.len = 0;
     }
     return;
@@ -329,7 +333,7 @@ static void frame_payload(rl_conn *c) {
   if (msg_op == OP_TEXT) {
     ws->utf8 = utf8_feed(ws->utf8, p, n);
     if (ws->utf8 == UINT32_MAX) {
-      ws_fail(c, 1007, "invalid UTF-8 in a text message");
+      ws_fail(ws, 1007, "invalid UTF-8 in a text message");
       return;
     }
   }
@@ -342,23 +346,23 @@ static void frame_payload(rl_conn *c) {
   if (done && ws->msg.len == 0 && op != OP_CONT) {
     ws->msg_op = 0;
     if (msg_op == OP_TEXT && ws->utf8 != 0) {
-      ws_fail(c, 1007, "truncated UTF-8 in a text message");
+      ws_fail(ws, 1007, "truncated UTF-8 in a text message");
       return;
     }
-    deliver(c, msg_op, (const char *)p, n); /* straight from the buffer */
+    deliver(ws, msg_op, (const char *)p, n); /* straight from the buffer */
     return;
   }
   if (rl__buf_append(&ws->msg, p, n)) {
-    ws_fail(c, 1009, "out of memory");
+    ws_fail(ws, 1009, "out of memory");
     return;
   }
   if (done) {
     ws->msg_op = 0;
     if (msg_op == OP_TEXT && ws->utf8 != 0) {
-      ws_fail(c, 1007, "truncated UTF-8 in a text message");
+      ws_fail(ws, 1007, "truncated UTF-8 in a text message");
       return;
     }
-    deliver(c, msg_op, ws->msg.base, ws->msg.len);
+    deliver(ws, msg_op, ws->msg.base, ws->msg.len);
     ws->msg.len = 0;
     if (ws->msg.cap > 64 * 1024)
       rl__buf_free(&ws->msg);
@@ -368,54 +372,36 @@ static void frame_payload(rl_conn *c) {
 /* ---- the handshake
  * --------------------------------------------------------------- */
 
-int rl__ws_accept(rl_conn *c, lua_State *L, const char *key, size_t keylen,
-                  int hidx, const char **err) {
+int rl__ws_accept_value(const char *key, size_t n, char out[29]) {
   unsigned char in[64 + sizeof ws_guid], md[SHA_DIGEST_LENGTH];
-  char extra[160], accept[4 * ((SHA_DIGEST_LENGTH + 2) / 3) + 1];
-  if (keylen > 64) {
-    *err = "invalid Sec-WebSocket-Key";
+  if (n > 64)
     return -1;
-  }
-  memcpy(in, key, keylen);
-  memcpy(in + keylen, ws_guid, sizeof ws_guid - 1);
-  SHA1(in, keylen + sizeof ws_guid - 1, md);
-  EVP_EncodeBlock((unsigned char *)accept, md, SHA_DIGEST_LENGTH);
-  snprintf(extra, sizeof extra,
-           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Accept: %s\r\n",
-           accept);
-  rl_ws *ws = calloc(1, sizeof *ws);
-  if (ws == NULL) {
-    *err = "out of memory";
-    return -1;
-  }
-  if (rl__write_head(c, L, 101, hidx, RL_FRAME_NONE, 0, extra, err) != 0) {
-    free(ws);
-    return -1;
-  }
-  c->ws = ws;
-  c->keep_alive = 0;
-  /* HTTP's accumulators are done with: an idle socket keeps no buffers */
-  rl__buf_free(&c->url);
-  rl__buf_free(&c->hdrs);
-  rl__buf_free(&c->hlist);
-  rl__buf_free(&c->body);
+  memcpy(in, key, n);
+  memcpy(in + n, ws_guid, sizeof ws_guid - 1);
+  SHA1(in, n + sizeof ws_guid - 1, md);
+  EVP_EncodeBlock((unsigned char *)out, md, SHA_DIGEST_LENGTH);
   return 0;
 }
 
 /* ---- driving
  * ------------------------------------------------------------------------ */
 
-void rl__ws_proceed(rl_conn *c) {
-  rl_ws *ws = c->ws;
-  if (ws == NULL)
-    return;
-  while (!ws->read_closed && c->in_pos < c->in.len &&
-         !uv_is_closing((uv_handle_t *)&c->tcp)) {
+/* The read buffer wanted for the frame in progress: a large message is
+ * read whole into the buffer so it is delivered from there. */
+static size_t read_hint(rl_ws *ws) {
+  if (ws->in_payload && ws->msg.len == 0 && ws->fin && ws->op != OP_CONT &&
+      ws->left < (uint64_t)ws->max_message)
+    return (size_t)ws->left + 16;
+  return 0;
+}
+
+static void ws_proceed(rl_ws *ws) {
+  rl_conn *c = ws->conn;
+  while (!ws->read_closed && c->in_pos < c->in.len && !rl__conn_closing(c)) {
     if (rl__conn_pause_if_full(c))
       break; /* the peer is not reading what we send (pongs included) */
     if (!ws->in_payload) {
-      int hl = frame_head(c, (unsigned char *)c->in.base + c->in_pos,
+      int hl = frame_head(ws, (unsigned char *)c->in.base + c->in_pos,
                           c->in.len - c->in_pos);
       if (hl <= 0)
         break;
@@ -424,77 +410,56 @@ void rl__ws_proceed(rl_conn *c) {
         continue;
       ws->in_payload = 0; /* an empty payload is complete now */
       if (ws->op >= OP_CLOSE) {
-        control(c, ws->op, "", 0);
+        control(ws, ws->op, "", 0);
       } else if (ws->fin) {
         int op = ws->msg_op;
         ws->msg_op = 0;
         if (op == OP_TEXT && ws->utf8 != 0)
-          ws_fail(c, 1007, "truncated UTF-8 in a text message");
+          ws_fail(ws, 1007, "truncated UTF-8 in a text message");
         else
-          deliver(c, op, ws->msg.base ? ws->msg.base : "", ws->msg.len);
+          deliver(ws, op, ws->msg.base ? ws->msg.base : "", ws->msg.len);
         ws->msg.len = 0;
       }
       continue;
     }
     size_t before = c->in_pos;
-    frame_payload(c);
+    frame_payload(ws);
     if (c->in_pos == before)
       break; /* waiting for the rest of a message */
   }
-  if (uv_is_closing((uv_handle_t *)&c->tcp))
+  if (rl__conn_closing(c))
     return;
-  if (ws->read_closed) {
+  if (ws->read_closed)
     c->in_pos = c->in.len; /* nothing more is read as frames */
-  } else if (c->in_pos > 0 && c->in_pos == c->in.len) {
-    /* an idle socket holds no read buffer */
-    if (c->in_shared)
-      c->in.len = 0; /* read_cb gives it back */
-    else
-      rl__buf_free(&c->in);
-    c->in_pos = 0;
-  } else if (c->in_pos > 0 && ws->in_payload && ws->left > 0 &&
-             c->in.cap - c->in_pos < ws->left) {
-    /* make room for the rest of a large frame at the buffer's end */
-    memmove(c->in.base, c->in.base + c->in_pos, c->in.len - c->in_pos);
-    c->in.len -= c->in_pos;
-    c->in_pos = 0;
-  }
+  else
+    rl__conn_in_trim(c, ws->in_payload ? (size_t)ws->left : 0);
+  c->read_want = read_hint(ws);
   if (ws->close_sent && ws->close_received) {
-    rl__conn_close(c, 1); /* the closing handshake is done */
+    rl__conn_shutdown(c); /* the closing handshake is done */
     return;
   }
   if (ws->close_sent && ws->read_closed && !ws->close_received) {
-    rl__conn_close(c, 1); /* failed: close once the close frame is out */
+    rl__conn_shutdown(c); /* failed: close once the close frame is out */
     return;
   }
   if (ws->close_sent)
-    rl__conn_close_timer(c);
+    rl__conn_close_after(c, RL_WS_CLOSE_MS);
 }
 
-/* The read buffer size wanted for the frame in progress: a large message
- * is read whole into the buffer so it is delivered from there. */
-size_t rl__ws_read_hint(rl_conn *c) {
-  rl_ws *ws = c->ws;
-  if (ws && ws->in_payload && ws->msg.len == 0 && ws->fin &&
-      ws->op != OP_CONT && ws->left < (uint64_t)c->server->cfg.max_ws)
-    return (size_t)ws->left + 16;
-  return 0;
-}
-
-int rl__ws_queue(rl_conn *c, int opcode, const char *p, size_t n) {
-  if (c->ws->close_sent)
+int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n) {
+  if (ws->close_sent)
     return -1;
-  put_frame(c, opcode, 1, p, n);
+  put_frame(ws, opcode, 1, p, n);
   return 0;
 }
 
-int rl__ws_queue_fragmented(rl_conn *c, const char *p, size_t n) {
-  if (c->ws->close_sent)
+int rl__ws_send_fragmented(rl_ws *ws, const char *p, size_t n) {
+  if (ws->close_sent)
     return -1;
   int op = OP_BINARY;
   do {
     size_t k = n > RL_WS_FRAME ? RL_WS_FRAME : n;
-    put_frame(c, op, k == n, p, k);
+    put_frame(ws, op, k == n, p, k);
     op = OP_CONT;
     p += k;
     n -= k;
@@ -502,25 +467,25 @@ int rl__ws_queue_fragmented(rl_conn *c, const char *p, size_t n) {
   return 0;
 }
 
-int rl__ws_ping(rl_conn *c, const char *p, size_t n) {
-  return rl__ws_queue(c, OP_PING, p, n);
-}
-
-int rl__ws_close(rl_conn *c, int code, const char *reason, size_t n) {
-  if (c->ws->close_sent)
-    return 0;
-  send_close(c, code, reason, n);
-  c->deferred = 1; /* rl__ws_proceed arms the close timer or closes */
-  rl__mark_dirty(c);
+int rl__ws_send_shared(rl_ws *ws, rl_shared *frame) {
+  if (ws->close_sent)
+    return -1;
+  rl__conn_write_shared(ws->conn, frame);
   return 0;
 }
 
-int rl__ws_close_info(rl_conn *c, const char **reason, size_t *n) {
-  rl_ws *ws = c->ws;
+int rl__ws_close(rl_ws *ws, int code, const char *reason, size_t n) {
+  if (ws->close_sent)
+    return 0;
+  send_close(ws, code, reason, n);
+  rl__conn_defer(ws->conn); /* ws_proceed arms the close timer or closes */
+  return 0;
+}
+
+/* The close code for on_close: the peer's, else ours, else 1006. */
+static int close_info(rl_ws *ws, const char **reason, size_t *n) {
   *reason = "";
   *n = 0;
-  if (ws == NULL)
-    return 1006;
   if (ws->close_received) {
     if (ws->reason_received) {
       *reason = ws->reason_received;
@@ -536,13 +501,80 @@ int rl__ws_close_info(rl_conn *c, const char **reason, size_t *n) {
   return 1006;
 }
 
-void rl__ws_free(rl_conn *c) {
-  rl_ws *ws = c->ws;
+/* ---- the transport's events ---------------------------------------------- */
+
+static void ws_read(rl_conn *c) { ws_proceed(c->data); }
+
+static void ws_eof(rl_conn *c, int err) {
+  (void)err;
+  rl__conn_close(c); /* on_close: 1006 unless a close frame was seen */
+}
+
+static void ws_written(rl_conn *c) {
+  rl_ws *ws = c->data;
+  ws->cbs->on_written(ws->ud);
+}
+
+static void ws_continue(rl_conn *c) {
+  ws_proceed(c->data);
+  rl__conn_read_start(c); /* unless paused or closing */
+}
+
+static void ws_goaway(rl_conn *c) {
+  rl__ws_close(c->data, 1001, "server stopping", 15); /* going away */
+}
+
+static void ws_closing(rl_conn *c) {
+  rl_ws *ws = c->data;
+  if (ws->closed_up)
+    return;
+  ws->closed_up = 1;
+  const char *reason;
+  size_t n;
+  int code = close_info(ws, &reason, &n);
+  ws->cbs->on_close(ws->ud, code, reason, n);
+}
+
+static void ws_free_conn(rl_conn *c) { rl__ws_free(c->data); }
+
+static void ws_timeout(rl_conn *c) {
+  rl__conn_close(c); /* no deadline of its own is set */
+}
+
+static const rl_proto ws_proto = {
+    .on_read = ws_read,
+    .on_eof = ws_eof,
+    .on_written = ws_written,
+    .on_continue = ws_continue,
+    .on_timeout = ws_timeout,
+    .on_goaway = ws_goaway,
+    .on_close = ws_closing,
+    .on_free = ws_free_conn,
+};
+
+rl_ws *rl__ws_new(size_t max_message) {
+  rl_ws *ws = calloc(1, sizeof *ws);
+  if (ws)
+    ws->max_message = max_message;
+  return ws;
+}
+
+void rl__ws_start(rl_ws *ws, rl_conn *c, const rl_ws_cbs *cbs, void *ud) {
+  ws->conn = c;
+  ws->cbs = cbs;
+  ws->ud = ud;
+  c->borrow = 1; /* idle reads borrow the loop's buffer */
+  rl__conn_set_proto(c, &ws_proto, ws);
+  rl__conn_defer(c); /* frames that came with the request */
+}
+
+rl_conn *rl__ws_conn(rl_ws *ws) { return ws->conn; }
+
+void rl__ws_free(rl_ws *ws) {
   if (ws == NULL)
     return;
   rl__buf_free(&ws->msg);
   rl__buf_free(&ws->ctrl);
   free(ws->reason_received);
   free(ws);
-  c->ws = NULL;
 }

@@ -1,0 +1,37 @@
+/* Channels: as_channel's one object over two protocols, an HTTP stream
+ * (chunked streaming, long-polling) and a WebSocket, with the user's
+ * callbacks.
+ *
+ * Owns: the channel userdata's C state (in the userdata), its timers, its
+ * sends waiting to be written. May call: http.h, ws.h, ctx.h, conn.h,
+ * base.h, Lua; nothing above (the server tells it of HTTP events by
+ * calling rl__channel_written and rl__channel_detach; a WebSocket through
+ * the callbacks the channel registered). */
+#ifndef RL_CHANNEL_H
+#define RL_CHANNEL_H
+
+#include "ctx.h"
+#include "http.h"
+#include "ws.h"
+
+#define RL_CHANNEL_MT "ringlet.channel"
+
+typedef struct rl_channel rl_channel;
+
+rl_channel *rl__channel_test(lua_State *L, int idx);
+/* as_channel(req, opts) at index 1 and 2: push the response that turns the
+ * request being answered on h into a channel. h is NULL when L's task is
+ * not that request's handler or its connection is gone (the channel is
+ * then born closed). */
+int rl__channel_new(lua_State *L, rl_http *h);
+/* The handler returned a channel's response (at ridx; the channel on the
+ * top): take over h, as a stream or by upgrading it to a WebSocket. */
+int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
+                       const char **err);
+/* An HTTP stream's output reached the socket. */
+void rl__channel_written(rl_channel *ch);
+/* An HTTP stream's connection is closing: the channel closes (on_close). */
+void rl__channel_detach(rl_channel *ch);
+void rl__channel_open_lib(lua_State *L);
+
+#endif

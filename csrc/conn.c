@@ -1,0 +1,763 @@
+/* The transport: a connection's socket, read buffer, write queue, flusher,
+ * backpressure, deadlines and close sequence (see conn.h). Protocols hear
+ * from it only through the rl_proto they registered.
+ *
+ * Owns: every rl_conn (freed in its close callback, after on_free), the
+ * write requests in flight and the buffers they hold, the loop's read
+ * buffer. May call: base.h, libuv, and a connection's rl_proto. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+#define RL_BUF_MAX (1u << 30) /* largest piece of one uv_buf_t */
+#define RL_LINGER_MS 2000
+#define RL_FILE_CHUNK (64 * 1024)
+#define RL_EXT_ALIGN(n) (((n) + 15) & ~(size_t)15)
+
+/* Who the deadline is for; a higher kind is not replaced by a lower one. */
+enum { T_NONE, T_PROTO, T_BLOCKED, T_CLOSE, T_LINGER };
+
+typedef struct {
+  uv_write_t req; /* data unused; handle->data is the conn */
+  char *base;     /* owned: the conn's former output buffer */
+  size_t cap;
+  size_t len;     /* bytes this request writes */
+  rl_slice *refs; /* owned: shared buffers it holds a reference to */
+  size_t nrefs;
+} rl_wreq;
+
+static void flush_cb(uv_idle_t *h);
+static void timer_cb(uv_timer_t *t);
+static void start_linger(rl_conn *c);
+
+/* ---- shared buffers ------------------------------------------------------ */
+
+rl_shared *rl__shared_new(const void *p, size_t n) {
+  rl_shared *s = malloc(sizeof *s + n);
+  if (s == NULL)
+    return NULL;
+  s->refs = 1;
+  s->len = n;
+  if (p && n)
+    memcpy(s->data, p, n);
+  return s;
+}
+
+void rl__shared_unref(rl_shared *s) {
+  if (s && --s->refs == 0)
+    free(s);
+}
+
+static void unref_slices(rl_slice *r, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    rl__shared_unref(r[i].buf);
+}
+
+/* ---- the loop's state and the flusher -------------------------------------
+ * Writes are appended to a connection's queue and the connection is marked
+ * dirty; once per loop turn the flusher hands every dirty queue to libuv,
+ * so a burst of sends or pipelined responses costs one write. Work that
+ * must not run nested inside a caller (parsing the next pipelined request
+ * after a stream ends) is deferred here too. */
+
+static void noop(rl_conn *c) { (void)c; }
+static void noop_eof(rl_conn *c, int err) {
+  (void)err;
+  rl__conn_close(c);
+}
+/* a connection's protocol until one is set */
+static const rl_proto no_proto = {noop, noop_eof, noop, noop,
+                                  noop, noop,     noop, noop};
+
+void rl__io_init(rl_io *io, uv_loop_t *loop) {
+  io->loop = loop;
+  io->dirty = NULL;
+  uv_idle_init(loop, &io->flusher);
+  io->flusher.data = io;
+  io->handles++;
+}
+
+static void flusher_closed(uv_handle_t *h) {
+  rl_io *io = h->data;
+  io->handles--;
+}
+
+void rl__io_close(rl_io *io) {
+  uv_close((uv_handle_t *)&io->flusher, flusher_closed);
+}
+
+void rl__io_free(rl_io *io) {
+  free(io->rbuf);
+  io->rbuf = NULL;
+}
+
+static void mark_dirty(rl_conn *c) {
+  if (c->is_dirty || rl__conn_closed(c))
+    return;
+  rl_io *io = c->io;
+  c->is_dirty = 1;
+  c->dirty_prev = NULL;
+  c->dirty_next = io->dirty;
+  if (io->dirty)
+    io->dirty->dirty_prev = c;
+  else
+    uv_idle_start(&io->flusher, flush_cb);
+  io->dirty = c;
+}
+
+static void unmark_dirty(rl_conn *c) {
+  if (!c->is_dirty)
+    return;
+  if (c->dirty_prev)
+    c->dirty_prev->dirty_next = c->dirty_next;
+  else
+    c->io->dirty = c->dirty_next;
+  if (c->dirty_next)
+    c->dirty_next->dirty_prev = c->dirty_prev;
+  c->is_dirty = 0;
+  c->dirty_next = c->dirty_prev = NULL;
+}
+
+void rl__conn_defer(rl_conn *c) {
+  c->deferred = 1;
+  mark_dirty(c);
+}
+
+static void flush(rl_conn *c);
+
+static void flush_cb(uv_idle_t *h) {
+  rl_io *io = h->data;
+  int budget = 0;
+  for (rl_conn *c = io->dirty; c; c = c->dirty_next)
+    budget++;
+  /* Connections marked while we work go to the head and wait for the next
+   * turn once the budget is spent, so a callback that keeps sending cannot
+   * starve the loop. */
+  while (io->dirty && budget-- > 0) {
+    rl_conn *c = io->dirty;
+    unmark_dirty(c);
+    if (c->deferred) {
+      c->deferred = 0;
+      if (!rl__conn_closed(c))
+        c->proto->on_continue(c);
+    }
+    flush(c);
+  }
+  if (io->dirty == NULL)
+    uv_idle_stop(&io->flusher);
+}
+
+/* ---- connections ----------------------------------------------------------
+ */
+
+rl_conn *rl__conn_new(rl_io *io, size_t ext) {
+  size_t head = RL_EXT_ALIGN(sizeof(rl_conn));
+  rl_conn *c = calloc(1, head + ext);
+  if (c == NULL)
+    return NULL;
+  c->io = io;
+  c->proto = &no_proto;
+  c->data = ext ? (char *)c + head : NULL;
+  c->id = ++io->next_id;
+  uv_tcp_init(io->loop, &c->tcp);
+  uv_timer_init(io->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->open_handles = 2;
+  io->handles += 2;
+  return c;
+}
+
+void rl__conn_set_proto(rl_conn *c, const rl_proto *p, void *data) {
+  c->proto = p;
+  c->data = data;
+}
+
+static void set_unlink(rl_conn *c) {
+  rl_conn_set *set = c->set;
+  if (set == NULL || (c->prev == NULL && set->head != c))
+    return; /* not on the list */
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    set->head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  set->open--;
+}
+
+int rl__conn_accept(rl_conn *c, uv_stream_t *server, rl_conn_set *set) {
+  if (set) {
+    c->set = set;
+    c->next = set->head;
+    if (set->head)
+      set->head->prev = c;
+    set->head = c;
+    set->open++;
+    set->alive++;
+  }
+  int r = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (r != 0) {
+    rl__conn_close(c);
+    return r;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      uv_ip6_name(a, c->remote, sizeof c->remote);
+      c->remote_port = ntohs(a->sin6_port);
+    } else {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      uv_ip4_name(a, c->remote, sizeof c->remote);
+      c->remote_port = ntohs(a->sin_port);
+    }
+  }
+  return 0;
+}
+
+/* ---- deadlines --------------------------------------------------------------
+ * Lazy: arming stores a deadline, and the libuv timer is started only when
+ * it is idle or due later than the new deadline; when it fires early it
+ * sleeps again until the deadline. A keep-alive request costs no timer
+ * calls this way. */
+
+static void arm(rl_conn *c, int kind, uint64_t ms) {
+  c->timer_kind = kind;
+  if (ms == 0) {
+    c->deadline = 0; /* the timer, if running, will find nothing to do */
+    return;
+  }
+  c->deadline = uv_now(c->io->loop) + ms;
+  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
+    uv_timer_start(&c->timer, timer_cb, ms, 0);
+    c->timer_due = c->deadline;
+  }
+}
+
+void rl__conn_timeout(rl_conn *c, uint64_t ms) {
+  if (c->timer_kind <= T_PROTO)
+    arm(c, ms ? T_PROTO : T_NONE, ms);
+}
+
+void rl__conn_close_after(rl_conn *c, uint64_t ms) {
+  if (c->timer_kind < T_CLOSE)
+    arm(c, T_CLOSE, ms);
+}
+
+static void timer_cb(uv_timer_t *t) {
+  rl_conn *c = t->data;
+  if (c->deadline == 0)
+    return; /* disarmed */
+  uint64_t now = uv_now(c->io->loop);
+  if (now < c->deadline) {
+    uv_timer_start(t, timer_cb, c->deadline - now, 0); /* not yet */
+    c->timer_due = c->deadline;
+    return;
+  }
+  int kind = c->timer_kind;
+  c->deadline = 0;
+  c->timer_kind = T_NONE;
+  if (kind == T_PROTO && !c->lingering && !c->out_blocked)
+    c->proto->on_timeout(c);
+  else
+    rl__conn_close(c); /* blocked, lingering or closing too long */
+}
+
+/* ---- reading ----------------------------------------------------------------
+ */
+
+static char linger_buf[RL_READ_CHUNK];
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  rl_conn *c = h->data;
+  (void)suggested;
+  if (c->lingering) {
+    *buf = uv_buf_init(linger_buf, sizeof linger_buf);
+    return;
+  }
+  if (c->in_shared) {
+    /* a loop run nested in a callback of this read: never move the
+     * loop's buffer (read_cb gets UV_ENOBUFS) */
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  if (c->in_pos == c->in.len)
+    c->in_pos = c->in.len = 0;
+  size_t want = c->read_want;
+  rl_io *io = c->io;
+  if (c->borrow && c->in.base == NULL && want <= RL_READ_CHUNK &&
+      !io->rbuf_busy &&
+      (io->rbuf || (io->rbuf = malloc(RL_READ_CHUNK)) != NULL)) {
+    /* An idle connection has no buffer of its own: it borrows the loop's
+     * for this read, and read_cb keeps only what is left unconsumed. */
+    io->rbuf_busy = 1;
+    c->in_shared = 1;
+    c->in.base = io->rbuf;
+    c->in.cap = RL_READ_CHUNK;
+    *buf = uv_buf_init(io->rbuf, RL_READ_CHUNK);
+    return;
+  }
+  if (want > RL_READ_CHUNK && c->in.cap - c->in_pos < want) {
+    /* a large unit (a WebSocket frame) is read whole into this buffer */
+    if (c->in_pos > 0) {
+      memmove(c->in.base, c->in.base + c->in_pos, c->in.len - c->in_pos);
+      c->in.len -= c->in_pos;
+      c->in_pos = 0;
+    }
+    if (rl__buf_reserve(&c->in, want - c->in.len)) {
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+  }
+  if (c->in.cap - c->in.len < RL_READ_CHUNK / 4 && c->in_pos > 0) {
+    memmove(c->in.base, c->in.base + c->in_pos, c->in.len - c->in_pos);
+    c->in.len -= c->in_pos;
+    c->in_pos = 0;
+  }
+  if (c->in.cap - c->in.len < RL_READ_CHUNK / 4 &&
+      rl__buf_reserve(&c->in, RL_READ_CHUNK)) {
+    *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init(c->in.base + c->in.len, c->in.cap - c->in.len);
+}
+
+/* Give back the loop's read buffer, keeping what is left unconsumed in a
+ * buffer of the connection's own. */
+static void unshare_in(rl_conn *c) {
+  rl_io *io = c->io;
+  size_t left = c->in.len - c->in_pos;
+  c->in_shared = 0;
+  io->rbuf_busy = 0;
+  c->in.base = NULL;
+  c->in.len = c->in.cap = 0;
+  size_t from = c->in_pos;
+  c->in_pos = 0;
+  if (left == 0 || rl__conn_closed(c))
+    return;
+  if (rl__buf_append(&c->in, io->rbuf + from, left))
+    rl__conn_close(c); /* out of memory */
+}
+
+static void read_some(rl_conn *c, ssize_t nread) {
+  if (c->lingering) {
+    if (nread < 0)
+      rl__conn_close(c);
+    return;
+  }
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    c->read_eof = 1;
+    rl__conn_read_stop(c);
+    if (!c->closing)
+      c->proto->on_eof(c, (int)nread);
+    else if (nread != UV_EOF || rl__conn_buffered(c) == 0)
+      rl__conn_close(c);
+    return; /* a shutdown in progress lingers no more once written */
+  }
+  c->in.len += (size_t)nread;
+  if (c->closing)
+    c->in_pos = c->in.len; /* closing: input is discarded */
+  else
+    c->proto->on_read(c);
+}
+
+static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  rl_conn *c = stream->data;
+  (void)buf;
+  read_some(c, nread);
+  if (c->in_shared)
+    unshare_in(c);
+}
+
+void rl__conn_read_start(rl_conn *c) {
+  if (c->reading || c->read_eof || c->out_blocked || c->closing)
+    return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+    c->reading = 1;
+}
+
+void rl__conn_read_stop(rl_conn *c) {
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+/* Output backpressure: a client that sends requests (or pings) faster
+ * than it reads the answers stops being read until its output drains. */
+int rl__conn_pause_if_full(rl_conn *c) {
+  if (rl__conn_buffered(c) < RL_MAX_OUT)
+    return 0;
+  c->out_blocked = 1;
+  if (c->timer_kind < T_BLOCKED && !c->lingering)
+    arm(c, T_BLOCKED, c->idle_ms); /* a peer that never reads is dropped */
+  rl__conn_read_stop(c);
+  return 1;
+}
+
+void rl__conn_in_trim(rl_conn *c, size_t want) {
+  if (c->in_pos == 0)
+    return;
+  if (c->in_pos == c->in.len) {
+    /* an idle connection holds no read buffer */
+    if (c->in_shared)
+      c->in.len = 0; /* read_cb gives it back */
+    else
+      rl__buf_free(&c->in);
+    c->in_pos = 0;
+  } else if (want > 0 && c->in.cap - c->in_pos < want) {
+    /* make room for the rest of a large unit at the buffer's end */
+    memmove(c->in.base, c->in.base + c->in_pos, c->in.len - c->in_pos);
+    c->in.len -= c->in_pos;
+    c->in_pos = 0;
+  }
+}
+
+/* ---- writing ----------------------------------------------------------------
+ */
+
+void rl__conn_write(rl_conn *c, const void *p, size_t n) {
+  if (c->lingering || rl__conn_closed(c))
+    return;
+  if (rl__buf_append(&c->out, p, n)) {
+    rl__conn_close(c);
+    return;
+  }
+  c->queued += n;
+  c->queued_total += n;
+  mark_dirty(c);
+}
+
+void rl__conn_commit(rl_conn *c, size_t start) {
+  size_t n = c->out.len - start;
+  c->queued += n;
+  c->queued_total += n;
+  mark_dirty(c);
+}
+
+void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
+  if (c->lingering || rl__conn_closed(c) || s->len == 0)
+    return;
+  if (c->nrefs == c->refs_cap) {
+    size_t cap = c->refs_cap ? c->refs_cap * 2 : 4;
+    rl_slice *r = realloc(c->refs, cap * sizeof *r);
+    if (r == NULL) {
+      rl__conn_close(c);
+      return;
+    }
+    c->refs = r;
+    c->refs_cap = cap;
+  }
+  c->refs[c->nrefs].at = c->out.len;
+  c->refs[c->nrefs].buf = rl__shared_ref(s);
+  c->nrefs++;
+  c->queued += s->len;
+  c->queued_total += s->len;
+  mark_dirty(c);
+}
+
+/* Some output reached the socket. */
+static void conn_written(rl_conn *c) {
+  c->proto->on_written(c);
+  if (c->queued || c->nwrites || rl__conn_closed(c))
+    return;
+  if (c->out_blocked) {
+    c->out_blocked = 0; /* drained: read and parse again */
+    if (c->timer_kind == T_BLOCKED)
+      arm(c, T_NONE, 0);
+    rl__conn_defer(c);
+  }
+  if (c->want_close && !c->lingering)
+    start_linger(c);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  rl_wreq *w = (rl_wreq *)req;
+  rl_conn *c = req->handle->data;
+  c->nwrites--;
+  c->inflight -= w->len;
+  if (c->out.base == NULL) {
+    c->out.base = w->base; /* reuse the buffer */
+    c->out.cap = w->cap;
+    c->out.len = 0;
+  } else {
+    free(w->base);
+  }
+  unref_slices(w->refs, w->nrefs);
+  free(w->refs);
+  size_t len = w->len;
+  free(w);
+  if (rl__conn_closed(c))
+    return;
+  if (status < 0) {
+    rl__conn_close(c);
+    return;
+  }
+  c->written_total += len;
+  conn_written(c);
+}
+
+/* Append p[0..len) to b in pieces of at most RL_BUF_MAX. */
+static int add_bufs(uv_buf_t *b, int *n, int max, const char *p, size_t len) {
+  while (len > 0) {
+    size_t piece = len > RL_BUF_MAX ? RL_BUF_MAX : len;
+    if (*n == max)
+      return -1;
+    b[(*n)++] = uv_buf_init((char *)p, (unsigned)piece);
+    p += piece;
+    len -= piece;
+  }
+  return 0;
+}
+
+/* The queue as iovecs: out's bytes with the shared slices among them.
+ * Returns the count (at most max), or -1 when it does not fit. */
+static int queue_bufs(rl_conn *c, uv_buf_t *b, int max) {
+  int n = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < c->nrefs; i++) {
+    rl_slice *r = &c->refs[i];
+    if (add_bufs(b, &n, max, c->out.base + at, r->at - at) ||
+        add_bufs(b, &n, max, r->buf->data, r->buf->len))
+      return -1;
+    at = r->at;
+  }
+  if (add_bufs(b, &n, max, c->out.base + at, c->out.len - at))
+    return -1;
+  return n;
+}
+
+/* Hand the queue to libuv: written at once when the socket takes it all
+ * (uv_try_write), else in one uv_write that owns the buffers. */
+static void flush(rl_conn *c) {
+  if (rl__conn_closed(c) || c->queued == 0)
+    return;
+  uv_buf_t small[8], *b = small;
+  /* out's pieces between the slices, the slices, and the splits of any
+   * piece past RL_BUF_MAX (uv_buf_t lengths are unsigned int) */
+  size_t need = 2 * c->nrefs + 2 + c->queued / RL_BUF_MAX;
+  int nb = (int)need;
+  if (need > sizeof small / sizeof small[0]) {
+    b = malloc(need * sizeof *b);
+    if (b == NULL) {
+      rl__conn_close(c);
+      return;
+    }
+  }
+  nb = queue_bufs(c, b, nb);
+  if (nb < 0) { /* cannot happen: need counts every piece */
+    if (b != small)
+      free(b);
+    rl__conn_close(c);
+    return;
+  }
+  size_t off = 0;
+  if (c->nwrites == 0 && nb > 0) {
+    int n = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)nb);
+    if (n < 0 && n != UV_EAGAIN) {
+      if (b != small)
+        free(b);
+      rl__conn_close(c);
+      return;
+    }
+    if (n > 0)
+      off = (size_t)n;
+  }
+  c->written_total += off;
+  if (off == c->queued) {
+    if (b != small)
+      free(b);
+    c->out.len = 0;
+    c->queued = 0;
+    unref_slices(c->refs, c->nrefs);
+    c->nrefs = 0;
+    conn_written(c);
+    return;
+  }
+  /* skip what was written */
+  int first = 0;
+  while (off >= b[first].len) {
+    off -= b[first].len;
+    first++;
+  }
+  b[first].base += off;
+  b[first].len -= (unsigned)off;
+  rl_wreq *w = malloc(sizeof *w);
+  if (w == NULL) {
+    if (b != small)
+      free(b);
+    rl__conn_close(c);
+    return;
+  }
+  size_t len = 0;
+  for (int i = first; i < nb; i++)
+    len += b[i].len;
+  w->base = c->out.base; /* hand the buffers over; no copy */
+  w->cap = c->out.cap;
+  w->len = len;
+  w->refs = c->refs;
+  w->nrefs = c->nrefs;
+  c->out.base = NULL;
+  c->out.len = c->out.cap = 0;
+  c->refs = NULL;
+  c->nrefs = c->refs_cap = 0;
+  c->queued = 0;
+  int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, b + first,
+                   (unsigned)(nb - first), write_cb);
+  if (b != small)
+    free(b); /* libuv copied the array */
+  if (r != 0) {
+    free(w->base);
+    unref_slices(w->refs, w->nrefs);
+    free(w->refs);
+    free(w);
+    rl__conn_close(c);
+    return;
+  }
+  c->nwrites++;
+  c->inflight += len;
+  c->backlogged = 1; /* the socket is full: a drain is due when this empties */
+}
+
+int64_t rl__conn_sendfile(rl_conn *c, int fd, int64_t off, size_t n) {
+  if (rl__conn_closed(c) || c->lingering)
+    return UV_ECANCELED;
+  if (n > (1 << 20))
+    n = 1 << 20;
+  if (rl__conn_buffered(c) == 0) {
+    uv_os_fd_t sock;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
+      return UV_EBADF;
+    for (;;) {
+      off_t o = (off_t)off;
+      ssize_t r = sendfile(sock, fd, &o, n);
+      if (r > 0) {
+        c->queued_total += (uint64_t)r;
+        c->written_total += (uint64_t)r;
+        return r;
+      }
+      if (r == 0)
+        return 0;
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINVAL &&
+          errno != ENOSYS)
+        return -errno;
+      break; /* the socket is full: one piece through the queue */
+    }
+  }
+  size_t piece = n > RL_FILE_CHUNK ? RL_FILE_CHUNK : n;
+  if (rl__buf_reserve(&c->out, piece))
+    return UV_ENOMEM;
+  ssize_t r = pread(fd, c->out.base + c->out.len, piece, (off_t)off);
+  if (r <= 0)
+    return r < 0 ? -errno : 0;
+  size_t start = c->out.len;
+  c->out.len += (size_t)r;
+  rl__conn_commit(c, start);
+  return r;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void conn_closed(uv_handle_t *h) {
+  rl_conn *c = h->data;
+  if (--c->open_handles > 0)
+    return;
+  if (c->in_shared) { /* a read that never completed: not ours to free */
+    c->io->rbuf_busy = 0;
+    c->in_shared = 0;
+    c->in.base = NULL;
+  }
+  c->proto->on_free(c);
+  rl__buf_free(&c->in);
+  rl__buf_free(&c->out);
+  unref_slices(c->refs, c->nrefs);
+  free(c->refs);
+  c->io->handles -= 2;
+  rl_conn_set *set = c->set;
+  free(c);
+  if (set && --set->alive == 0 && set->on_empty)
+    set->on_empty(set);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  rl_conn *c = req->data;
+  free(req);
+  if (status < 0)
+    rl__conn_close(c);
+}
+
+/* Half-close and drain: closing a socket with unread input makes the
+ * kernel send RST, which can destroy the response we just sent (a 413
+ * while the client is still uploading). So shut down our side and read
+ * until the peer closes or the linger timer fires. */
+static void start_linger(rl_conn *c) {
+  c->lingering = 1;
+  if (c->read_eof) {
+    rl__conn_close(c);
+    return;
+  }
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (req == NULL ||
+      uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+    free(req);
+    rl__conn_close(c);
+    return;
+  }
+  req->data = c;
+  arm(c, T_LINGER, RL_LINGER_MS);
+  rl__conn_read_stop(c);
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+    c->reading = 1;
+}
+
+/* The close sequence starts: the protocol hears it once. */
+static void begin_close(rl_conn *c) {
+  if (c->closing)
+    return;
+  c->closing = 1;
+  c->proto->on_close(c);
+}
+
+void rl__conn_shutdown(rl_conn *c) {
+  if (rl__conn_closed(c))
+    return;
+  c->want_close = 1;
+  begin_close(c);
+  if (rl__conn_closed(c) || c->lingering)
+    return;
+  if (c->queued || c->nwrites) {
+    mark_dirty(c); /* conn_written lingers once it is all out */
+    return;
+  }
+  start_linger(c);
+}
+
+void rl__conn_close(rl_conn *c) {
+  if (rl__conn_closed(c))
+    return;
+  begin_close(c);
+  if (rl__conn_closed(c))
+    return; /* on_close closed it */
+  unmark_dirty(c);
+  set_unlink(c);
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+void rl__conn_goaway(rl_conn *c) {
+  if (!c->closing)
+    c->proto->on_goaway(c);
+}

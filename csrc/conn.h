@@ -1,0 +1,218 @@
+/* The transport: one connection's socket and its bytes, below every
+ * protocol. It knows nothing of HTTP or WebSockets.
+ *
+ * Owns: the socket (a uv_tcp_t) and one timer per connection; the read
+ * buffer (and the loop-wide buffer an idle connection borrows for a read);
+ * the write queue and its batching (the flusher: once per loop turn every
+ * connection with output gets one write); backpressure (reading pauses
+ * while more than RL_MAX_OUT is queued, and a peer that stays blocked past
+ * idle_ms is dropped); deadlines; the close sequence (flush, half-close,
+ * linger, close, free). May call: base.h and libuv.
+ *
+ * A protocol registers an rl_proto, a table of callbacks, and its state
+ * pointer (rl__conn_set_proto); the transport hands it bytes and events
+ * through that table only, as libuv hands a stream's bytes to its read
+ * callback. Swapping the table swaps the protocol (an upgrade). */
+#ifndef RL_CONN_H
+#define RL_CONN_H
+
+#include "base.h"
+
+#define RL_MAX_OUT (1024 * 1024) /* output queued before reading pauses */
+#define RL_READ_CHUNK (16 * 1024)
+
+typedef struct rl_io rl_io;
+typedef struct rl_conn rl_conn;
+typedef struct rl_conn_set rl_conn_set;
+
+/* ---- shared buffers ---------------------------------------------------------
+ * A reference-counted block of bytes that many connections' write queues
+ * can hold at once without copying it: a broadcast frames a message once
+ * and queues the same block on every member. rl__conn_write_shared takes a
+ * reference; the transport drops it once the bytes are written or the
+ * connection closes. The creator holds the first reference and drops it
+ * with rl__shared_unref when done queueing. */
+typedef struct rl_shared {
+  size_t refs;
+  size_t len;
+  char data[]; /* len bytes */
+} rl_shared;
+
+/* A block of n bytes (copied from p unless p is NULL), one reference. */
+rl_shared *rl__shared_new(const void *p, size_t n);
+static inline rl_shared *rl__shared_ref(rl_shared *s) {
+  s->refs++;
+  return s;
+}
+void rl__shared_unref(rl_shared *s); /* frees it with the last reference */
+
+/* ---- a protocol's callbacks ---------------------------------------------
+ * Each runs from a libuv callback or the flusher, except on_close: it runs
+ * inside whichever call starts the close sequence (rl__conn_close or
+ * rl__conn_shutdown, from any layer), so it must not free what its caller
+ * may still use. After any callback, a caller checks rl__conn_closing. */
+typedef struct rl_proto {
+  /* Bytes arrived: [in.base + in_pos, in.base + in.len) is unparsed; the
+   * protocol consumes by advancing in_pos. */
+  void (*on_read)(rl_conn *c);
+  /* The peer closed its side (UV_EOF) or a read failed (err < 0); reading
+   * has stopped. The protocol closes, or lets a response finish. */
+  void (*on_eof)(rl_conn *c, int err);
+  /* Some output reached the socket (rl__conn_buffered tells what is left). */
+  void (*on_written)(rl_conn *c);
+  /* Work asked for with rl__conn_defer, or input to parse again now that
+   * the output drained (reading resumed). */
+  void (*on_continue)(rl_conn *c);
+  /* The deadline set with rl__conn_timeout passed. */
+  void (*on_timeout)(rl_conn *c);
+  /* Its server is stopping: finish what is in progress and close. */
+  void (*on_goaway)(rl_conn *c);
+  /* The close sequence started (once): no more input will come; let go of
+   * what upper layers hold. Writes are still accepted until lingering. */
+  void (*on_close)(rl_conn *c);
+  /* The handles are closed: free the protocol's memory. c goes next. */
+  void (*on_free)(rl_conn *c);
+} rl_proto;
+
+/* ---- per-loop state ------------------------------------------------------ */
+
+struct rl_io {
+  uv_loop_t *loop;
+  uv_idle_t flusher; /* runs while connections have output or work deferred */
+  rl_conn *dirty;    /* connections to flush: a list via dirty_next */
+  char *rbuf;        /* malloc'd: the read buffer idle connections borrow */
+  int rbuf_busy;     /* lent to a connection for the read in progress */
+  int handles;       /* transport handles open on loop (the flusher too) */
+  uint64_t next_id;  /* ids for connections */
+};
+
+void rl__io_init(rl_io *io, uv_loop_t *loop);
+/* Close the flusher; the caller runs the loop until handles is 0, then
+ * calls rl__io_free. */
+void rl__io_close(rl_io *io);
+void rl__io_free(rl_io *io);
+
+/* ---- a set of connections (a listener's, a client pool's) ----------------
+ * open counts connections whose close sequence has not started (they are
+ * on the list); alive counts those not yet freed. on_empty runs when alive
+ * drops to 0. */
+struct rl_conn_set {
+  rl_conn *head; /* open connections, via next/prev */
+  int open;
+  int alive;
+  void (*on_empty)(rl_conn_set *set);
+};
+
+/* ---- connections --------------------------------------------------------- */
+
+/* A slice of a shared buffer queued after `at` bytes of out */
+typedef struct {
+  size_t at;
+  rl_shared *buf;
+} rl_slice;
+
+struct rl_conn {
+  uv_tcp_t tcp;     /* data -> conn */
+  uv_timer_t timer; /* deadlines */
+  rl_io *io;
+  const rl_proto *proto;
+  void *data;           /* the protocol's state; the ext area unless swapped */
+  rl_conn_set *set;     /* the set it belongs to, if any */
+  rl_conn *next, *prev; /* set->head */
+  rl_conn *dirty_next, *dirty_prev; /* io->dirty */
+  int is_dirty;
+  int deferred; /* call on_continue from the flusher */
+  int open_handles;
+  /* reading */
+  rl_buf in; /* read buffer; [in_pos, in.len) not consumed yet */
+  size_t in_pos;
+  int in_shared;    /* in.base is io->rbuf, lent for one read */
+  int borrow;       /* with no buffer of its own, borrow io->rbuf to read */
+  size_t read_want; /* the protocol expects this many bytes: read them into
+                       one buffer (0 = no preference) */
+  int reading;      /* uv_read_start is active */
+  int read_eof;
+  int out_blocked; /* reading paused until the output drains */
+  /* writing */
+  rl_buf out;     /* bytes queued, not yet handed to libuv */
+  rl_slice *refs; /* malloc'd: shared buffers queued among out's bytes */
+  size_t nrefs, refs_cap;
+  size_t queued;          /* bytes queued: out.len plus the shared slices */
+  size_t inflight;        /* bytes in uv_write requests */
+  int nwrites;            /* uv_write requests pending */
+  uint64_t queued_total;  /* bytes ever queued */
+  uint64_t written_total; /* bytes ever written */
+  int backlogged;         /* output had to wait for the socket; the upper layer
+                             clears it when it has told its user of the drain */
+  /* deadlines and closing */
+  uint64_t idle_ms;   /* drop a peer whose output stays blocked this long */
+  int timer_kind;     /* conn.c's T_* */
+  uint64_t deadline;  /* loop time the timeout is due, 0 = none */
+  uint64_t timer_due; /* when the libuv timer fires next */
+  int closing;        /* the close sequence started: on_close has run */
+  int want_close;     /* shut down once the output is written */
+  int lingering;      /* shut down; discarding input until EOF or timer */
+  /* who */
+  uint64_t id;     /* unique per io: tells reused addresses apart */
+  char remote[64]; /* peer address */
+  int remote_port;
+};
+
+/* A connection with `ext` bytes of protocol state after it (c->data points
+ * there, zeroed). Its handles are open; NULL when out of memory. */
+rl_conn *rl__conn_new(rl_io *io, size_t ext);
+/* Accept a pending connection of `server` into c, join `set`. Returns 0, or
+ * an error after which c is closing. */
+int rl__conn_accept(rl_conn *c, uv_stream_t *server, rl_conn_set *set);
+void rl__conn_set_proto(rl_conn *c, const rl_proto *p, void *data);
+
+/* Reading. */
+void rl__conn_read_start(rl_conn *c); /* unless paused, at EOF or closing */
+void rl__conn_read_stop(rl_conn *c);
+/* Output backpressure: when RL_MAX_OUT or more is queued, stop reading
+ * until it drains (then on_continue) and drop the peer if it stays blocked
+ * past idle_ms. Returns 1 when paused. Protocols call it before each
+ * request or frame they parse. */
+int rl__conn_pause_if_full(rl_conn *c);
+/* The protocol has consumed up to in_pos: with nothing left, an idle
+ * connection gives up its buffer; else, when `want` more bytes of one unit
+ * (a frame) are due and do not fit after in_pos, move the rest to the
+ * buffer's start. */
+void rl__conn_in_trim(rl_conn *c, size_t want);
+
+/* Writing: queue bytes for the flusher. */
+void rl__conn_write(rl_conn *c, const void *p, size_t n);
+/* Queue a shared buffer (takes a reference; the bytes are not copied). */
+void rl__conn_write_shared(rl_conn *c, rl_shared *s);
+/* Build output in place: append to rl__conn_outbuf(c) after noting its
+ * len, then rl__conn_commit(c, that len) queues what was appended. */
+static inline rl_buf *rl__conn_outbuf(rl_conn *c) { return &c->out; }
+void rl__conn_commit(rl_conn *c, size_t start);
+/* Send up to n bytes of file fd from off: with sendfile(2) while nothing
+ * is queued, else one piece read into the queue. Returns the bytes sent or
+ * queued, 0 at the file's end, or a negative UV error. */
+int64_t rl__conn_sendfile(rl_conn *c, int fd, int64_t off, size_t n);
+static inline size_t rl__conn_buffered(const rl_conn *c) {
+  return c->queued + c->inflight;
+}
+void rl__conn_defer(rl_conn *c); /* on_continue from the flusher */
+
+/* Deadlines. The protocol's (0 clears it): on_timeout when due. Ignored
+ * while the transport holds the timer for itself (blocked, lingering,
+ * closing). */
+void rl__conn_timeout(rl_conn *c, uint64_t ms);
+void rl__conn_close_after(rl_conn *c, uint64_t ms); /* unless closed before */
+
+/* Closing. shutdown: once the output is written, half-close and read until
+ * the peer closes or a linger timeout; close: now, dropping the output.
+ * Both start the sequence (on_close) once. goaway asks the protocol. */
+void rl__conn_shutdown(rl_conn *c);
+void rl__conn_close(rl_conn *c);
+void rl__conn_goaway(rl_conn *c);
+static inline int rl__conn_closing(const rl_conn *c) { return c->closing; }
+/* The handles are closing: nothing more is read or written. */
+static inline int rl__conn_closed(const rl_conn *c) {
+  return uv_is_closing((const uv_handle_t *)&c->tcp);
+}
+
+#endif

@@ -1,0 +1,89 @@
+/* A lua_State's context: the loop it runs on, protected calls from libuv
+ * callbacks, coroutine tasks, ringlet.timer and ringlet.sleep.
+ *
+ * Owns: the rl_ctx (freed by the context userdata's __gc at lua_close),
+ * the transport's per-loop state (io), tasks and their coroutines, timers.
+ * May call: conn.h (the io's set-up and close), base.h, Lua, libuv; the
+ * module above only through on_close. */
+#ifndef RL_CTX_H
+#define RL_CTX_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "conn.h"
+
+#define RL_TIMER_MT "ringlet.timer"
+
+typedef struct rl_ctx rl_ctx;
+typedef struct rl_task rl_task;
+
+struct rl_ctx {
+  lua_State *L;      /* the main thread */
+  rl_io io;          /* the transport's state; io.loop is the host's loop, or
+                        uv_default_loop() */
+  int handles;       /* other ringlet handles open on the loop (timers, servers'
+                        stop timers) */
+  int protected;     /* rl__protect calls running (nested ones skip pcall) */
+  int closing;       /* lua_close is running: no more Lua from callbacks */
+  int keys_ref;      /* registry: interned strings (ring.c's RL_K_*) */
+  int tasks_ref;     /* registry: thread -> task (light) */
+  rl_task *pool[64]; /* finished tasks kept with their coroutines */
+  int npool;
+  struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
+  void *servers;           /* the server layer's list of running servers */
+  /* lua_close: runs first, with closing set (the module stops its servers
+   * there); then the context closes its own handles. */
+  void (*on_close)(rl_ctx *ctx);
+};
+
+rl_ctx *rl__ctx(lua_State *L);
+void rl__ctx_open(lua_State *L);
+
+/* Run f(L) with a lightuserdata argument under lua_pcall, from a libuv
+ * callback, so no Lua error longjmps through libuv frames. Errors are
+ * logged. Returns the lua_pcall status. */
+int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud);
+
+/* ---- coroutine tasks ------------------------------------------------------
+ * Every handler and callback runs in its own coroutine. The done callback
+ * gets the coroutine with `nres` results (status LUA_OK) or the error with
+ * its traceback at the top (any other status); it runs inside a protected
+ * call. `data` belongs to the starter, who sets it to NULL if it goes away
+ * while the task is suspended. */
+typedef void (*rl_task_cb)(rl_task *t, lua_State *co, int status, int nres);
+
+struct rl_task {
+  rl_ctx *ctx;
+  lua_State *co; /* anchored by co_ref in the registry until done */
+  int co_ref;
+  rl_task_cb done;
+  void *data;
+  int arg_ref; /* registry slot (made with the task) anchoring one value */
+  int has_arg; /* arg_ref holds a value for the running task */
+  uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
+};
+
+/* Call the function below `nargs` arguments on L's stack in a new task.
+ * Pops them. `anchor` (a stack index, or 0) names a value kept alive until
+ * the task ends, in a registry slot the task owns (no allocation per
+ * task). Must run inside a protected call (it may raise on memory).
+ * Returns the task while suspended, or NULL. *slot (when given) is set to
+ * the task before it first runs; its done callback clears the owner's
+ * pointer. */
+rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
+                        rl_task_cb done, void *data, rl_task **slot);
+
+/* The task running on L (a coroutine ringlet started), or NULL. */
+rl_task *rl__current_task(lua_State *L);
+
+/* Call a Lua callback (function below nargs args on L) in a task whose
+ * errors are only logged with `what`. */
+void rl__call_cb(rl_ctx *ctx, lua_State *L, int nargs, const char *what);
+
+/* ringlet.sleep and ringlet.timer */
+int rl__l_sleep(lua_State *L);
+int rl__l_timer(lua_State *L);
+void rl__timer_open_lib(lua_State *L);
+
+#endif

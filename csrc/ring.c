@@ -1,0 +1,488 @@
+/* Ring over HTTP (ring.h): the request table a handler gets, the response
+ * table it returns on the wire, and bodies streamed from files (sendfile)
+ * and iterators (chunked). Bodies: string, array of strings, file,
+ * iterator or a channel.
+ *
+ * Owns: the exchange's streamed body and its references. May call:
+ * channel.h, http.h, ctx.h, conn.h, base.h, Lua. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ring.h"
+
+#define RL_BODY_HWM (64 * 1024) /* pump more when less than this is queued */
+#define RL_FILE_CHUNK (64 * 1024)
+
+void rl__ring_open(lua_State *L, rl_ctx *ctx) {
+  if (ctx->keys_ref != LUA_NOREF)
+    return;
+  static const char *const keys[] = {
+      "server_port",  "server_name", "remote_addr",    "uri",
+      "query_string", "scheme",      "request_method", "protocol",
+      "headers",      "body",        "websocket",      "status",
+      "http",         "HTTP/1.1",    "HTTP/1.0"};
+  lua_createtable(L, RL_K_METHODS + 64, 0);
+  for (int i = 0; i < RL_K_METHODS - 1; i++) {
+    lua_pushstring(L, keys[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  static const struct {
+    int num;
+    const char *name;
+  } methods[] = {
+#define RL_XX(num, name, string) {num, #string},
+      HTTP_ALL_METHOD_MAP(RL_XX)
+#undef RL_XX
+  };
+  for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+    char lower[32];
+    const char *name = methods[m].name;
+    size_t n = 0;
+    for (; name[n] && n < sizeof lower - 1; n++)
+      lower[n] =
+          (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
+    lua_pushlstring(L, lower, n);
+    lua_rawseti(L, -2, RL_K_METHODS + (methods[m].num & 63));
+  }
+  ctx->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* ---- the request table ------------------------------------------------------
+ */
+
+/* Push K[k], an interned key; its value follows, then lua_rawset(L, -3). */
+#define HVAL(h, hd) ((h)->hdrs.base + (hd)->value)
+#define KEY(k) lua_rawgeti(L, K, (k))
+
+void rl__push_request(lua_State *L, rl_exchange *x, int port,
+                      const char *name) {
+  rl_http *h = &x->http;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->ctx->keys_ref);
+  int K = lua_gettop(L); /* interned keys: no lookup by C string */
+  lua_createtable(L, 0, 12);
+  KEY(RL_K_SERVER_PORT);
+  lua_pushinteger(L, port);
+  lua_rawset(L, -3);
+  KEY(RL_K_REMOTE_ADDR);
+  lua_pushstring(L, h->conn->remote);
+  lua_rawset(L, -3);
+  KEY(RL_K_SCHEME);
+  lua_rawgeti(L, K, RL_V_HTTP);
+  lua_rawset(L, -3);
+
+  /* uri and query_string; an absolute-form target names the host. */
+  const char *u = h->url.base ? h->url.base : "/";
+  size_t ul = h->url.base ? h->url.len : 1;
+  const char *auth = NULL;
+  size_t authl = 0;
+  if (ul > 0 && u[0] != '/' && u[0] != '*') {
+    const char *ss = memchr(u, ':', ul);
+    if (ss && (size_t)(ss - u) + 3 <= ul && ss[1] == '/' && ss[2] == '/') {
+      auth = ss + 3;
+      const char *end = u + ul;
+      const char *slash = auth;
+      while (slash < end && *slash != '/' && *slash != '?')
+        slash++;
+      authl = (size_t)(slash - auth);
+      if (slash == end || *slash == '?') {
+        /* "http://host?q" means path "/" */
+        KEY(RL_K_URI);
+        lua_pushliteral(L, "/");
+        lua_rawset(L, -3);
+        u = slash;
+        ul = (size_t)(end - slash);
+      } else {
+        ul = (size_t)(end - slash);
+        u = slash;
+      }
+    }
+  }
+  const char *q = memchr(u, '?', ul);
+  if (ul > 0 && u[0] != '?') {
+    KEY(RL_K_URI);
+    lua_pushlstring(L, u, q ? (size_t)(q - u) : ul);
+    lua_rawset(L, -3);
+  }
+  if (q) {
+    KEY(RL_K_QUERY_STRING);
+    lua_pushlstring(L, q + 1, ul - (size_t)(q - u) - 1);
+    lua_rawset(L, -3);
+  }
+
+  size_t i;
+  KEY(RL_K_REQUEST_METHOD);
+  lua_rawgeti(L, K, RL_K_METHODS + (h->parser.method & 63));
+  lua_rawset(L, -3);
+  KEY(RL_K_PROTOCOL);
+  lua_rawgeti(L, K, h->http_minor == 0 ? RL_V_HTTP10 : RL_V_HTTP11);
+  lua_rawset(L, -3);
+
+  size_t nh;
+  rl_header *hd = rl__http_headers(h, &nh);
+  const char *host = NULL;
+  size_t hostl = 0;
+  KEY(RL_K_HEADERS);
+  lua_createtable(L, 0, (int)nh);
+  for (i = 0; i < nh; i++) {
+    const char *name = h->hdrs.base + hd[i].name;
+    lua_pushlstring(L, name, hd[i].name_len);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, HVAL(h, &hd[i]), hd[i].value_len);
+    } else {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, HVAL(h, &hd[i]), hd[i].value_len);
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+    if (hd[i].name_len == 4 && memcmp(name, "host", 4) == 0) {
+      host = HVAL(h, &hd[i]);
+      hostl = hd[i].value_len;
+    }
+  }
+  lua_rawset(L, -3);
+
+  if (auth) {
+    host = auth;
+    hostl = authl;
+  }
+  KEY(RL_K_SERVER_NAME);
+  if (host && hostl > 0) {
+    /* strip the port, minding IPv6 literals */
+    size_t e = hostl;
+    if (host[0] == '[') {
+      const char *rb = memchr(host, ']', hostl);
+      e = rb ? (size_t)(rb - host) + 1 : hostl;
+    } else {
+      const char *colon = memchr(host, ':', hostl);
+      if (colon)
+        e = (size_t)(colon - host);
+    }
+    lua_pushlstring(L, host, e);
+  } else {
+    lua_pushstring(L, name);
+  }
+  lua_rawset(L, -3);
+
+  if (h->body.len > 0) {
+    KEY(RL_K_BODY);
+    lua_pushlstring(L, h->body.base, h->body.len);
+    lua_rawset(L, -3);
+  }
+  KEY(RL_K_WEBSOCKET);
+  lua_pushboolean(L, h->websocket);
+  lua_rawset(L, -3);
+  lua_remove(L, K);
+}
+#undef KEY
+#undef HVAL
+
+/* ---- streamed bodies -------------------------------------------------------
+ */
+
+static int close_body_p(lua_State *L) {
+  rl_exchange *x = lua_touserdata(L, 1);
+  rl_body *b = &x->body;
+  int ref = b->ref, kind = b->kind;
+  b->ref = LUA_NOREF;
+  b->kind = 0;
+  b->fp = NULL;
+  if (b->task) {
+    b->task->data = NULL;
+    b->task = NULL;
+  }
+  if (kind == 1) {
+    /* file:close(), as the user would: io's own bookkeeping stays right */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    luaL_Stream *s = luaL_testudata(L, -1, LUA_FILEHANDLE);
+    if (s && s->closef) {
+      lua_getfield(L, -1, "close");
+      lua_pushvalue(L, -2);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+        rl__log("closing a file body: %s", lua_tostring(L, -1));
+    }
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  return 0;
+}
+
+void rl__body_release(rl_exchange *x) {
+  if (x->body.kind == 0)
+    return;
+  if (x->ctx->closing) {
+    x->body.kind = 0;
+    x->body.ref = LUA_NOREF;
+    return;
+  }
+  rl__protect(x->ctx, x->ctx->L, close_body_p, x);
+}
+
+static void body_end(rl_exchange *x) {
+  if (x->body.chunked)
+    rl__http_write(&x->http, "0\r\n\r\n", 5);
+  rl__body_release(x);
+  rl__http_response_done(&x->http);
+}
+
+/* Piece of a body: a chunk, or raw bytes when the response is delimited by
+ * length or by close. */
+static void body_piece(rl_exchange *x, const char *p, size_t n) {
+  if (x->body.chunked)
+    rl__http_chunk(&x->http, p, n);
+  else
+    rl__http_write(&x->http, p, n);
+}
+
+static void iter_done(rl_task *t, lua_State *co, int status, int nres) {
+  rl_exchange *x = t->data;
+  if (x == NULL)
+    return;
+  rl_body *b = &x->body;
+  b->task = NULL;
+  b->busy = 0;
+  if (status != LUA_OK) {
+    rl__log("body iterator error: %s", lua_tostring(co, -1));
+    rl__conn_close(x->http.conn); /* the head is out: cut it short */
+    return;
+  }
+  int idx = lua_gettop(co) - nres + 1;
+  if (nres == 0 || lua_isnil(co, idx)) {
+    body_end(x);
+    return;
+  }
+  if (lua_type(co, idx) != LUA_TSTRING) {
+    rl__log("body iterator error: returned a %s, expected a string or nil",
+            luaL_typename(co, idx));
+    rl__conn_close(x->http.conn);
+    return;
+  }
+  size_t n;
+  const char *p = lua_tolstring(co, idx, &n);
+  body_piece(x, p, n);
+  rl__conn_defer(x->http.conn); /* pump again from the flusher */
+}
+
+/* Send a file: straight from the file (sendfile) while nothing is queued;
+ * when the socket is full the transport queues one piece, whose write
+ * resumes the pump. */
+static void pump_file(rl_exchange *x) {
+  rl_body *b = &x->body;
+  rl_conn *c = x->http.conn;
+  int fd = fileno(b->fp);
+  for (;;) {
+    if (rl__conn_buffered(c) || x->http.state != RL_BODY)
+      return;
+    if (b->left == 0) {
+      body_end(x);
+      return;
+    }
+    if (b->left > 0 && !b->chunked) {
+      int64_t n = rl__conn_sendfile(c, fd, b->off, (size_t)b->left);
+      if (n <= 0) {
+        if (n == 0)
+          rl__log("file body ended early (truncated while sending?)");
+        rl__conn_close(c);
+        return;
+      }
+      b->off += n;
+      b->left -= n;
+      continue;
+    }
+    /* not a regular file (a pipe): read what comes, in order */
+    char tmp[RL_FILE_CHUNK];
+    size_t r = fread(tmp, 1, sizeof tmp, b->fp);
+    if (r == 0) {
+      if (ferror(b->fp))
+        rl__log("reading a file body: %s", strerror(errno));
+      b->left = 0;
+      continue;
+    }
+    body_piece(x, tmp, r);
+    return;
+  }
+}
+
+static int pump_p(lua_State *L) {
+  rl_exchange *x = lua_touserdata(L, 1);
+  rl_body *b = &x->body;
+  if (x->http.state != RL_BODY)
+    return 0;
+  if (b->kind == 1) {
+    pump_file(x);
+    return 0;
+  }
+  for (int calls = 0; x->http.state == RL_BODY && !b->busy; calls++) {
+    if (rl__conn_buffered(x->http.conn) >= RL_BODY_HWM)
+      return 0; /* the next write's completion pumps again */
+    if (calls == 16) {
+      rl__conn_defer(x->http.conn); /* let the loop breathe */
+      return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->ref);
+    b->busy = 1;
+    (void)rl__task_start(x->ctx, L, 0, 0, iter_done, x, &b->task);
+  }
+  return 0;
+}
+
+void rl__body_pump(rl_exchange *x) {
+  if (x->http.state == RL_BODY && !x->ctx->closing)
+    rl__protect(x->ctx, x->ctx->L, pump_p, x);
+}
+
+/* ---- a handler's response
+ * ---------------------------------------------------- */
+
+int rl__respond(rl_exchange *x, lua_State *L, int idx, const char **err) {
+  rl_http *h = &x->http;
+  int status = 200;
+  idx = lua_absindex(L, idx);
+  /* the keys come interned from ctx->keys_ref (lua_getfield would look
+   * each up by its C string); lua_gettable still honours __index */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->ctx->keys_ref);
+  int K = lua_gettop(L);
+  lua_rawgeti(L, K, RL_K_STATUS);
+  if (lua_gettable(L, idx) != LUA_TNIL) {
+    int ok;
+    lua_Integer s = lua_tointegerx(L, -1, &ok);
+    if (!ok || s < 100 || s > 999) {
+      *err = "status must be an integer from 100 to 999";
+      lua_pop(L, 2);
+      return -1;
+    }
+    status = (int)s;
+  }
+  lua_pop(L, 1);
+  lua_rawgeti(L, K, RL_K_HEADERS);
+  lua_gettable(L, idx);
+  int hidx = lua_gettop(L);
+  if (lua_isnil(L, hidx)) {
+    hidx = 0;
+  } else if (!lua_istable(L, hidx)) {
+    *err = "headers must be a table";
+    lua_pop(L, 2);
+    return -1;
+  }
+  lua_rawgeti(L, K, RL_K_BODY);
+  lua_gettable(L, idx);
+  int bidx = lua_gettop(L);
+  int no_body = status < 200 || status == 204 || status == 304;
+  int chunked_ok = h->http_minor >= 1;
+  int r = -1;
+  rl_channel *ch = NULL;
+  luaL_Stream *fs = NULL;
+
+  switch (lua_type(L, bidx)) {
+  case LUA_TNIL:
+  case LUA_TSTRING: {
+    size_t n = 0;
+    const char *p = lua_tolstring(L, bidx, &n);
+    r = rl__http_write_head(h, L, status, hidx,
+                            no_body ? RL_FRAME_NONE : RL_FRAME_LENGTH, n, NULL,
+                            err);
+    if (r == 0 && !no_body && !h->head_only)
+      rl__http_write(h, p, n);
+    if (r == 0)
+      rl__http_response_done(h);
+    break;
+  }
+  case LUA_TTABLE: {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, bidx);
+    uint64_t total = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+      int t = lua_rawgeti(L, bidx, i);
+      if (t != LUA_TSTRING) {
+        *err = "a body array may hold only strings";
+        lua_pop(L, 1);
+        goto out;
+      }
+      total += lua_rawlen(L, -1);
+      lua_pop(L, 1);
+    }
+    r = rl__http_write_head(h, L, status, hidx,
+                            no_body ? RL_FRAME_NONE : RL_FRAME_LENGTH, total,
+                            NULL, err);
+    if (r != 0)
+      break;
+    for (lua_Integer i = 1; i <= n && !no_body && !h->head_only; i++) {
+      size_t l;
+      lua_rawgeti(L, bidx, i);
+      const char *p = lua_tolstring(L, -1, &l);
+      rl__http_write(h, p, l);
+      lua_pop(L, 1);
+    }
+    rl__http_response_done(h);
+    break;
+  }
+  case LUA_TUSERDATA:
+    if ((ch = rl__channel_test(L, bidx)) != NULL) {
+      r = rl__channel_attach(ch, h, L, idx, err);
+      break;
+    }
+    fs = luaL_testudata(L, bidx, LUA_FILEHANDLE);
+    if (fs == NULL) {
+      *err = "body must be a string, an array of strings, a file, a function "
+             "or a channel";
+      break;
+    }
+    if (fs->closef == NULL || fs->f == NULL) {
+      *err = "body is a closed file";
+      break;
+    }
+    /* fall through */
+  case LUA_TFUNCTION: {
+    rl_body *b = &x->body;
+    memset(b, 0, sizeof *b);
+    b->ref = LUA_NOREF;
+    int framing;
+    uint64_t len = 0;
+    if (fs) {
+      struct stat st;
+      b->kind = 1;
+      b->fp = fs->f;
+      b->left = -1;
+      if (fstat(fileno(fs->f), &st) == 0 && S_ISREG(st.st_mode)) {
+        off_t pos = ftello(fs->f);
+        b->off = pos < 0 ? 0 : pos;
+        b->left = st.st_size > b->off ? st.st_size - b->off : 0;
+      }
+    } else {
+      b->kind = 2;
+      b->left = -1;
+    }
+    if (b->left >= 0) {
+      framing = RL_FRAME_LENGTH;
+      len = (uint64_t)b->left;
+    } else {
+      framing = chunked_ok ? RL_FRAME_CHUNKED : RL_FRAME_CLOSE;
+      b->chunked = chunked_ok;
+    }
+    if (no_body)
+      framing = RL_FRAME_NONE;
+    if (h->head_only && framing == RL_FRAME_CLOSE)
+      framing = RL_FRAME_NONE;
+    lua_pushvalue(L, bidx);
+    b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r = rl__http_write_head(h, L, status, hidx, framing, len, NULL, err);
+    if (r != 0 || no_body || h->head_only) {
+      rl__body_release(x);
+      if (r == 0)
+        rl__http_response_done(h);
+      break;
+    }
+    h->state = RL_BODY; /* the pump starts once the head is written */
+    break;
+  }
+  default:
+    *err = "body must be a string, an array of strings, a file, a function "
+           "or a channel";
+    break;
+  }
+out:
+  lua_settop(L, K - 1);
+  return r;
+}

@@ -1,0 +1,69 @@
+/* Ring over HTTP: the request table a handler gets, the response table it
+ * returns, and the bodies streamed from files and iterators.
+ *
+ * Owns: the rl_exchange around each connection's rl_http (in the
+ * connection's ext area) and the streamed body's references. May call:
+ * channel.h (a response whose body is a channel), http.h, ctx.h, conn.h,
+ * base.h, Lua. */
+#ifndef RL_RING_H
+#define RL_RING_H
+
+#include "channel.h"
+
+/* What a streamed body reads from. */
+typedef struct {
+  int kind;      /* 0 none, 1 file, 2 iterator */
+  int ref;       /* registry: the file handle or the iterator */
+  int chunked;   /* frame pieces as chunks */
+  FILE *fp;      /* file: borrowed from the luaL_Stream */
+  int64_t off;   /* file: next offset (regular files) */
+  int64_t left;  /* file: bytes left, -1 when unknown */
+  int busy;      /* iterator: a call is running */
+  rl_task *task; /* iterator: the suspended call, if any */
+} rl_body;
+
+/* One connection's HTTP state and the Ring response being made on it. */
+typedef struct rl_exchange {
+  rl_http http; /* first: an rl_http of a server is an rl_exchange */
+  rl_ctx *ctx;
+  void *server;    /* the server layer's */
+  rl_task *task;   /* the running handler, if any */
+  const void *req; /* the request it runs for (identity only) */
+  rl_body body;    /* the streamed body, if any */
+} rl_exchange;
+
+/* ctx->keys_ref: request and response keys, values and method names */
+enum {
+  RL_K_SERVER_PORT = 1,
+  RL_K_SERVER_NAME,
+  RL_K_REMOTE_ADDR,
+  RL_K_URI,
+  RL_K_QUERY_STRING,
+  RL_K_SCHEME,
+  RL_K_REQUEST_METHOD,
+  RL_K_PROTOCOL,
+  RL_K_HEADERS,
+  RL_K_BODY,
+  RL_K_WEBSOCKET,
+  RL_K_STATUS,
+  RL_V_HTTP,
+  RL_V_HTTP11,
+  RL_V_HTTP10,
+  RL_K_METHODS /* + llhttp method, 64 of them: lower-case names */
+};
+
+/* Intern the keys above in ctx->keys_ref. */
+void rl__ring_open(lua_State *L, rl_ctx *ctx);
+
+/* Push the request table of the request just parsed on x; port and name
+ * (server_name without a Host header) are the server's. */
+void rl__push_request(lua_State *L, rl_exchange *x, int port, const char *name);
+/* Write the response at L[idx] (a handler's result) on x, or fail with a
+ * message in *err (then nothing was written). */
+int rl__respond(rl_exchange *x, lua_State *L, int idx, const char **err);
+/* The socket can take more of a streamed body (from the server's HTTP
+ * callbacks); the connection is closing: let the body go. */
+void rl__body_pump(rl_exchange *x);
+void rl__body_release(rl_exchange *x);
+
+#endif

@@ -1,0 +1,483 @@
+/* Servers (server.h): a listener whose connections speak HTTP, the Lua
+ * handler run for each request in a task of its own, the server userdata
+ * (run_server, stop, port) and as_channel's way from a handler's task to
+ * the request it answers. It registers HTTP's callbacks and turns them into
+ * calls downward: to ring.c for bodies, to channel.c for streams.
+ *
+ * Owns: each rl_server (freed once closed and its userdata collected) and
+ * the handler's task of each exchange. May call: ring.h, channel.h, http.h,
+ * listen.h, ctx.h, conn.h, base.h, Lua. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+typedef struct {
+  char ip[64];
+  int port;
+  int thread;
+  int queue_size;
+  rl_http_cfg http;
+} rl_config;
+
+typedef struct rl_server rl_server;
+
+struct rl_server {
+  rl_ctx *ctx;
+  rl_listener listener; /* data -> server */
+  uv_timer_t stop_timer;
+  rl_config cfg;
+  int port;        /* bound port */
+  int handler_ref; /* registry: the handler function */
+  int self_ref;    /* registry: the userdata, while not fully closed */
+  int inflight;    /* handlers started and not finished */
+  int stopping;
+  int timer_open;    /* stop_timer is not closed yet */
+  int listener_done; /* the listener and its connections are gone */
+  int closed;        /* all of it is closed */
+  rl_server *next;   /* ctx->servers */
+  int ud_gone;       /* the userdata was collected: free on close */
+  char name[64];     /* ip used as server_name without a Host header */
+};
+
+typedef struct {
+  rl_server *s; /* owned: freed by __gc once closed, or on close after gc */
+} rl_server_ud;
+
+/* ---- exchanges: HTTP's callbacks ----------------------------------------- */
+
+/* respond_p(exchange, response) -> nil, or the reason it is not valid */
+static int respond_p(lua_State *L) {
+  rl_exchange *x = lua_touserdata(L, 1);
+  const char *err = NULL;
+  if (rl__respond(x, L, 2, &err) != 0) {
+    lua_pushstring(L, err);
+    return 1;
+  }
+  return 0;
+}
+
+static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
+  rl_exchange *x = t->data;
+  if (x == NULL)
+    return; /* the connection went away meanwhile */
+  rl_server *s = x->server;
+  x->task = NULL;
+  x->req = NULL; /* no longer anchored */
+  s->inflight--;
+  const char *err = NULL;
+  if (status != LUA_OK) {
+    rl__log("handler error: %s", lua_tostring(co, -1));
+    rl__http_error(&x->http, 500, NULL);
+    return;
+  }
+  int idx = lua_gettop(co) - nres + 1;
+  if (nres < 1 || !lua_istable(co, idx)) {
+    rl__log("handler error: returned %s, expected a response table",
+            nres < 1 ? "nothing" : luaL_typename(co, idx));
+    rl__http_error(&x->http, 500, NULL);
+    return;
+  }
+  /* The response table's metamethods may raise: read it under a pcall
+   * of its own, so that a bad table is a 500 and never a hung connection */
+  lua_pushcfunction(co, respond_p);
+  lua_pushlightuserdata(co, x);
+  lua_pushvalue(co, idx);
+  if (lua_pcall(co, 2, 1, 0) != LUA_OK) {
+    rl__log("bad response: %s", lua_tostring(co, -1));
+    rl__http_error(&x->http, 500, NULL);
+  } else if ((err = lua_tostring(co, -1)) != NULL) {
+    rl__log("bad response: %s", err);
+    rl__http_error(&x->http, 500, NULL);
+  }
+  lua_pop(co, 1);
+}
+
+static int dispatch_p(lua_State *L) {
+  rl_exchange *x = lua_touserdata(L, 1);
+  rl_server *s = x->server;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->handler_ref);
+  rl__push_request(L, x, s->port, s->name);
+  /* the task anchors the request while it runs, so as_channel can know it
+   * by its address */
+  x->req = lua_topointer(L, -1);
+  s->inflight++;
+  (void)rl__task_start(x->ctx, L, -1, 1, handler_done, x, &x->task);
+  return 0;
+}
+
+static void on_request(rl_http *h) {
+  rl_exchange *x = (rl_exchange *)h;
+  rl_server *s = x->server;
+  if (s->stopping)
+    h->keep_alive = 0;
+  if (s->inflight >= s->cfg.queue_size) {
+    rl__http_error(h, 503, "too many requests in flight");
+    return;
+  }
+  if (rl__protect(x->ctx, x->ctx->L, dispatch_p, x) != LUA_OK)
+    rl__conn_close(h->conn); /* out of memory: this connection cannot go on */
+}
+
+static void on_written(rl_http *h) {
+  rl_exchange *x = (rl_exchange *)h;
+  if (h->state == RL_STREAM && h->stream)
+    rl__channel_written(h->stream);
+  else if (h->state == RL_BODY)
+    rl__body_pump(x);
+}
+
+static void on_close(rl_http *h) {
+  rl_exchange *x = (rl_exchange *)h;
+  if (x->task) {
+    x->task->data = NULL;
+    x->task = NULL;
+    ((rl_server *)x->server)->inflight--;
+  }
+  rl__body_release(x);
+  if (h->stream)
+    rl__channel_detach(h->stream); /* on_close fires */
+}
+
+static const rl_http_cbs server_cbs = {on_request, on_written, on_close};
+
+static void on_accept(rl_listener *l, rl_conn *c) {
+  rl_server *s = l->data;
+  rl_exchange *x = c->data;
+  x->ctx = s->ctx;
+  x->server = s;
+  x->body.ref = LUA_NOREF;
+  rl__http_start(&x->http, c, &s->cfg.http, &server_cbs);
+}
+
+/* ---- as_channel ---------------------------------------------------------- */
+
+int rl__l_as_channel(lua_State *L) {
+  /* which exchange is this request on? as_channel is called by the
+   * handler, whose task knows its exchange and current request */
+  rl_task *t = rl__current_task(L);
+  rl_exchange *x = t && t->done == handler_done ? t->data : NULL;
+  if (x && (x->req == NULL || x->req != lua_topointer(L, 1)))
+    x = NULL; /* the handler's task anchors x->req: no other has its address */
+  return rl__channel_new(L, x ? &x->http : NULL);
+}
+
+/* ---- starting and stopping ----------------------------------------------- */
+
+static void server_closed(rl_server *s);
+static void stop_timer_closed(uv_handle_t *h);
+
+/* Every handle and connection of a stopping server is gone: drop the
+ * userdata's anchor (it may then be collected). */
+static void maybe_closed(rl_server *s) {
+  if (!s->stopping || !s->listener_done || s->closed)
+    return;
+  if (s->timer_open) {
+    if (!uv_is_closing((uv_handle_t *)&s->stop_timer))
+      uv_close((uv_handle_t *)&s->stop_timer, stop_timer_closed);
+    return;
+  }
+  server_closed(s);
+}
+
+static void listener_closed(rl_listener *l) {
+  rl_server *s = l->data;
+  s->listener_done = 1;
+  maybe_closed(s);
+}
+
+static void stop_timer_closed(uv_handle_t *h) {
+  rl_server *s = h->data;
+  s->ctx->handles--;
+  s->timer_open = 0;
+  maybe_closed(s);
+}
+
+static void server_closed(rl_server *s) {
+  s->closed = 1;
+  rl_ctx *ctx = s->ctx;
+  if (s->self_ref != LUA_NOREF) {
+    int ref = s->self_ref;
+    s->self_ref = LUA_NOREF;
+    if (!ctx->closing)
+      luaL_unref(ctx->L, LUA_REGISTRYINDEX, ref);
+  }
+  if (s->ud_gone)
+    free(s);
+}
+
+static void stop_timer_cb(uv_timer_t *t) {
+  rl_server *s = t->data;
+  while (s->listener.conns.head)
+    rl__conn_close(s->listener.conns.head);
+  if (!uv_is_closing((uv_handle_t *)&s->stop_timer))
+    uv_close((uv_handle_t *)&s->stop_timer, stop_timer_closed);
+}
+
+static void server_stop(rl_server *s, uint64_t timeout_ms) {
+  rl_ctx *ctx = s->ctx;
+  if (!s->stopping) {
+    s->stopping = 1;
+    rl_server *prev = NULL, *it = ctx->servers;
+    while (it && it != s) {
+      prev = it;
+      it = it->next;
+    }
+    if (it && prev)
+      prev->next = s->next;
+    else if (it)
+      ctx->servers = s->next;
+    s->next = NULL;
+    rl__listener_close(&s->listener);
+    /* idle connections close now; busy ones finish their response */
+    rl_conn *c = s->listener.conns.head;
+    while (c) {
+      rl_conn *next = c->next;
+      if (ctx->closing)
+        rl__conn_close(c);
+      else
+        rl__conn_goaway(c);
+      c = next;
+    }
+  }
+  if (uv_is_closing((uv_handle_t *)&s->stop_timer))
+    return;
+  if (timeout_ms == 0 || s->listener.conns.open == 0)
+    stop_timer_cb(&s->stop_timer);
+  else
+    uv_timer_start(&s->stop_timer, stop_timer_cb, timeout_ms, 0);
+}
+
+void rl__server_stop_all(rl_ctx *ctx, uint64_t timeout_ms) {
+  while (ctx->servers)
+    server_stop(ctx->servers, timeout_ms);
+}
+
+static int server_start(rl_server *s) {
+  rl_ctx *ctx = s->ctx;
+  uv_timer_init(ctx->io.loop, &s->stop_timer);
+  s->stop_timer.data = s;
+  s->timer_open = 1;
+  ctx->handles++;
+  s->next = ctx->servers;
+  ctx->servers = s;
+  s->listener.ext = sizeof(rl_exchange);
+  s->listener.on_accept = on_accept;
+  s->listener.on_closed = listener_closed;
+  s->listener.data = s;
+  int r = rl__listen(&s->listener, &ctx->io, s->cfg.ip, s->cfg.port);
+  if (r) {
+    server_stop(s, 0);
+    return r;
+  }
+  s->port = s->listener.port;
+  snprintf(s->name, sizeof s->name, "%s", s->cfg.ip);
+  return 0;
+}
+
+/* ---- options ------------------------------------------------------------- */
+
+static const char *const pp_names[] = {"disable", "enable", "optional", NULL};
+
+/* ---- options
+ * ----------------------------------------------------------------- */
+
+static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer lo,
+                           lua_Integer hi) {
+  if (!lua_isinteger(L, -1)) {
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      lua_Number n = lua_tonumber(L, -1);
+      if (n == (lua_Number)(lua_Integer)n && n >= (lua_Number)lo &&
+          n <= (lua_Number)hi)
+        return (lua_Integer)n;
+    }
+    luaL_error(L, "run_server: option '%s' must be an integer, got %s", k,
+               luaL_typename(L, -1));
+  }
+  lua_Integer v = lua_tointeger(L, -1);
+  if (v < lo || v > hi)
+    luaL_error(L, "run_server: option '%s' must be from %I to %I", k, lo, hi);
+  return v;
+}
+
+/* Read run_server's options (table at idx) into cfg. Unknown names and
+ * wrong types raise, naming the option. */
+static void read_config(lua_State *L, int idx, rl_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  strcpy(cfg->ip, "0.0.0.0");       /* ip: string, "0.0.0.0" */
+  cfg->port = 8090;                 /* port: 0..65535, 8090; 0 picks one */
+  cfg->thread = 1;                  /* thread: workers, 1 */
+  cfg->queue_size = 20480;          /* queue_size: requests in flight */
+  cfg->http.max_body = 8388608;     /* max_body: bytes, else 413 */
+  cfg->http.max_ws = 4194304;       /* max_ws: WebSocket message bytes */
+  cfg->http.max_line = 4096;        /* max_line: request line (414), header
+                                       line (431) */
+  cfg->http.proxy_protocol = 0;     /* disable|enable|optional */
+  cfg->http.idle_timeout = 60000;   /* idle_timeout: ms, 0 = none */
+  cfg->http.header_timeout = 30000; /* header_timeout: ms, 0 = none */
+  if (lua_isnoneornil(L, idx))
+    return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "run_server: option names must be strings");
+    const char *k = lua_tostring(L, -2);
+    if (strcmp(k, "ip") == 0) {
+      size_t n;
+      const char *v =
+          lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+      if (v == NULL || n >= sizeof cfg->ip)
+        luaL_error(L, "run_server: option 'ip' must be an address string");
+      memcpy(cfg->ip, v, n + 1);
+    } else if (strcmp(k, "port") == 0) {
+      cfg->port = (int)opt_int(L, k, 0, 65535);
+    } else if (strcmp(k, "thread") == 0) {
+      cfg->thread = (int)opt_int(L, k, 1, 1024);
+    } else if (strcmp(k, "queue_size") == 0) {
+      cfg->queue_size = (int)opt_int(L, k, 1, 1 << 30);
+    } else if (strcmp(k, "max_body") == 0) {
+      cfg->http.max_body = (size_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
+    } else if (strcmp(k, "max_ws") == 0) {
+      cfg->http.max_ws = (size_t)opt_int(L, k, 1, (lua_Integer)1 << 40);
+    } else if (strcmp(k, "max_line") == 0) {
+      cfg->http.max_line = (size_t)opt_int(L, k, 64, 1 << 20);
+    } else if (strcmp(k, "idle_timeout") == 0) {
+      cfg->http.idle_timeout = (uint64_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
+    } else if (strcmp(k, "header_timeout") == 0) {
+      cfg->http.header_timeout =
+          (uint64_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
+    } else if (strcmp(k, "proxy_protocol") == 0) {
+      const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      int i = 0;
+      while (pp_names[i] && strcmp(pp_names[i], v) != 0)
+        i++;
+      if (pp_names[i] == NULL)
+        luaL_error(L, "run_server: option 'proxy_protocol' must be "
+                      "\"disable\", \"enable\" or \"optional\"");
+      cfg->http.proxy_protocol = i;
+    } else {
+      luaL_error(L, "run_server: unknown option '%s'", k);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* ---- the server userdata ------------------------------------------------ */
+
+static rl_server *check_server(lua_State *L) {
+  rl_server_ud *u = luaL_checkudata(L, 1, RL_SERVER_MT);
+  return u->s;
+}
+
+int rl__l_run_server(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rl_config cfg;
+  read_config(L, 2, &cfg);
+  rl_ctx *ctx = rl__ctx(L);
+  rl__ring_open(L, ctx);
+  rl_server_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->s = NULL;
+  luaL_setmetatable(L, RL_SERVER_MT);
+  rl_server *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return luaL_error(L, "out of memory");
+  u->s = s;
+  s->ctx = ctx;
+  s->cfg = cfg;
+  s->handler_ref = s->self_ref = LUA_NOREF;
+  lua_pushvalue(L, 1);
+  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int r = server_start(s);
+  if (r != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s (%s port %d)", uv_err_name(r), uv_strerror(r),
+                    cfg.ip, cfg.port);
+    lua_pushstring(L, uv_err_name(r));
+    return 3;
+  }
+  return 1;
+}
+
+static int l_server_stop(lua_State *L) {
+  rl_server *s = check_server(L);
+  lua_Integer timeout = 100;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      if (lua_type(L, -2) != LUA_TSTRING ||
+          strcmp(lua_tostring(L, -2), "timeout") != 0)
+        return luaL_error(L, "stop: unknown option '%s'",
+                          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                         : "?");
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+        return luaL_error(L, "stop: option 'timeout' must be an integer "
+                             ">= 0 (ms)");
+      timeout = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  int was = s->stopping;
+  if (!was)
+    server_stop(s, (uint64_t)timeout);
+  lua_pushboolean(L, !was);
+  return 1;
+}
+
+static int server_index(lua_State *L) {
+  rl_server *s = check_server(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "port") == 0) {
+    lua_pushinteger(L, s->port);
+    return 1;
+  }
+  if (strcmp(k, "ip") == 0) {
+    lua_pushstring(L, s->cfg.ip);
+    return 1;
+  }
+  if (strcmp(k, "stop") == 0) {
+    lua_pushcfunction(L, l_server_stop);
+    return 1;
+  }
+  return 0;
+}
+
+static int server_tostring(lua_State *L) {
+  rl_server *s = check_server(L);
+  lua_pushfstring(L, "ringlet.server (%s:%d, %s)", s->cfg.ip, s->port,
+                  s->stopping ? "stopped" : "running");
+  return 1;
+}
+
+static int server_gc(lua_State *L) {
+  rl_server_ud *u = luaL_checkudata(L, 1, RL_SERVER_MT);
+  rl_server *s = u->s;
+  u->s = NULL;
+  if (s == NULL)
+    return 0;
+  rl_ctx *ctx = s->ctx;
+  if (!ctx->closing)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
+  /* Collected only once closed, except during lua_close, where the context
+   * (collected last) closes the server and frees it. */
+  if (s->closed)
+    free(s);
+  else
+    s->ud_gone = 1;
+  return 0;
+}
+
+void rl__server_open_lib(lua_State *L) {
+  if (luaL_newmetatable(L, RL_SERVER_MT)) {
+    lua_pushcfunction(L, server_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, server_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, server_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}

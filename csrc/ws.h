@@ -1,0 +1,59 @@
+/* WebSockets (RFC 6455), a protocol above the transport: frames parsed
+ * out of the read buffer and written into the write queue, the closing
+ * handshake, pings and pongs.
+ *
+ * Owns: an rl_ws per upgraded connection (malloc'd; freed when the
+ * connection is). May call: conn.h, base.h, OpenSSL's SHA-1 and base64;
+ * the layer above only through the rl_ws_cbs it registered. */
+#ifndef RL_WS_H
+#define RL_WS_H
+
+#include "conn.h"
+
+enum {
+  RL_WS_CONT = 0x0,
+  RL_WS_TEXT = 0x1,
+  RL_WS_BINARY = 0x2,
+  RL_WS_CLOSE = 0x8,
+  RL_WS_PING = 0x9,
+  RL_WS_PONG = 0xA
+};
+
+typedef struct rl_ws rl_ws;
+
+/* What the layer above registers (ud is its own pointer). */
+typedef struct {
+  /* A whole message (RL_WS_TEXT, checked as UTF-8, or RL_WS_BINARY) or a
+   * pong (RL_WS_PONG); p is valid during the call only. */
+  void (*on_message)(void *ud, int opcode, const char *p, size_t n);
+  /* Output reached the socket. */
+  void (*on_written)(void *ud);
+  /* The connection is closing (once): the peer's close code (1005 when
+   * its close had none), else the one we sent, else 1006. */
+  void (*on_close)(void *ud, int code, const char *reason, size_t n);
+} rl_ws_cbs;
+
+/* Sec-WebSocket-Accept for a request's key: 28 characters and a NUL */
+int rl__ws_accept_value(const char *key, size_t n, char out[29]);
+
+/* A WebSocket with messages up to max_message bytes, not yet speaking. */
+rl_ws *rl__ws_new(size_t max_message);
+void rl__ws_free(rl_ws *ws); /* only one that never started */
+/* Take over c (once its 101 is queued): frames are parsed from now on,
+ * those that came with the request first (from the flusher). */
+void rl__ws_start(rl_ws *ws, rl_conn *c, const rl_ws_cbs *cbs, void *ud);
+rl_conn *rl__ws_conn(rl_ws *ws);
+
+/* Queue a message of one frame (text, binary, ping). -1 once closing. */
+int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n);
+/* Queue a binary message in frames of at most 16 KiB. -1 once closing. */
+int rl__ws_send_fragmented(rl_ws *ws, const char *p, size_t n);
+/* Queue a frame built once and shared (rl__ws_frame) without copying it.
+ * -1 once closing. */
+int rl__ws_send_shared(rl_ws *ws, rl_shared *frame);
+/* A whole unmasked frame (fin set) as a shared buffer, for many sockets. */
+rl_shared *rl__ws_frame(int opcode, const char *p, size_t n);
+/* Start the closing handshake: the close frame follows what is queued. */
+int rl__ws_close(rl_ws *ws, int code, const char *reason, size_t n);
+
+#endif
