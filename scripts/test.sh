@@ -28,16 +28,18 @@ step() { # name, command...
 }
 step "build ($BUILD)" bash -c "cmake -S . -B $BUILD ${FLAGS[*]} >/dev/null &&
   cmake --build $BUILD -j$(nproc) 2>&1 | grep -v '^\[' ; exit \${PIPESTATUS[0]}"
+step "layers (no call or include cycle in csrc/)" lua5.4 scripts/layers.lua "$BUILD"
 lua_dirs=()
 for d in lua spec examples bench; do [ -d "$d" ] && lua_dirs+=("$d"); done
 step "luacheck" luacheck -q "${lua_dirs[@]}"
 if command -v clang-format >/dev/null; then
   step "clang-format" clang-format --dry-run -Werror csrc/*.c csrc/*.h bench/*.c \
-    examples/*.c
+    examples/*.c spec/c/*.c
 fi
 echo "==> busted (RINGLET_BIN=$BUILD/ringlet)"
 log=$(mktemp)
 RINGLET_BIN=$BUILD/ringlet RINGLET_HOST_BIN=$BUILD/ringlet_host \
+  RINGLET_TRANSPORT_TEST_BIN=$BUILD/ringlet_transport_test \
   busted --lua=lua5.4 -o utfTerminal spec 2>&1 | tee "$log"
 summary=$(grep -aE '^[0-9]+ success' "$log" | tail -1)
 rm -f "$log"
