@@ -32,7 +32,11 @@
 # found if unset), NODE_BIN [node], KEEP=1 keeps the temporary directory.
 # RINGLET_COMMIT=REV builds that commit (git archive, RelWithDebInfo) in the
 # temporary directory and measures it instead of RINGLET_BIN: use it on a
-# work tree that may be rebuilt during the run. RINGLET_REV names the
+# work tree that may be rebuilt during the run. BASE_COMMIT=REV builds
+# another commit the same way and adds it as the server "base" (also in the
+# rotation, so two builds of ringlet are compared in alternating rounds of
+# one run, e.g. BASE_COMMIT=HEAD~3 SERVERS="ringlet base"); BASE_BIN uses
+# an existing binary instead. RINGLET_REV names the
 # version shown for RINGLET_BIN (default: git describe of the work tree).
 #
 # Needs Linux /proc, taskset, wrk, curl, 2 CPUs, and what bench/deps.sh
@@ -72,7 +76,7 @@ for tool in taskset wrk curl "$NGINX_BIN" "$NODE_BIN"; do
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (servers on CPU 0, load on CPU 1)"
 for s in $SERVERS; do
-  case $s in ringlet | nginx | node) ;; *) die "unknown server '$s' in SERVERS" ;; esac
+  case $s in ringlet | base | nginx | node) ;; *) die "unknown server '$s' in SERVERS" ;; esac
 done
 
 tck=$(getconf CLK_TCK)
@@ -146,6 +150,25 @@ else
     build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
   fi
 fi
+# The base build, when SERVERS names it.
+base_rev=
+if [[ " $SERVERS " == *" base "* ]]; then
+  if [ -n "${BASE_COMMIT:-}" ]; then
+    base_rev=$(git rev-parse --short=7 "$BASE_COMMIT^{commit}") || die "no commit $BASE_COMMIT"
+    log "building base $base_rev in $dir/base (RelWithDebInfo)"
+    mkdir -p "$dir/base"
+    git archive "$base_rev" | tar -x -C "$dir/base" || die "git archive $base_rev failed"
+    if ! { cmake -S "$dir/base" -B "$dir/base/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+      cmake --build "$dir/base/build" -j2 --target ringlet_cli; } >"$dir/base-build.log" 2>&1; then
+      cat "$dir/base-build.log" >&2
+      die "build of $base_rev failed"
+    fi
+    BASE_BIN=$dir/base/build/ringlet
+  fi
+  [ -x "${BASE_BIN:-}" ] || die "SERVERS names base: set BASE_COMMIT or BASE_BIN"
+  base_rev=${base_rev:-$BASE_BIN}
+fi
+
 # The binary and the libringlet it loads: checked at each start.
 ringlet_files=("$RINGLET_BIN")
 lib=$(ldd "$RINGLET_BIN" 2>/dev/null | sed -n 's/^[[:space:]]*libringlet[^ ]* => \([^ ]*\) .*/\1/p')
@@ -210,6 +233,12 @@ start_server() { # NAME
     taskset -c 0 "$RINGLET_BIN" bench/app.lua --ip 127.0.0.1 --port 0 >"$dir/server.log" 2>&1 &
     pid=$!
     wait_port_line ringlet
+    mpid=$pid
+    ;;
+  base)
+    taskset -c 0 "$BASE_BIN" bench/app.lua --ip 127.0.0.1 --port 0 >"$dir/server.log" 2>&1 &
+    pid=$!
+    wait_port_line base
     mpid=$pid
     ;;
   node)
@@ -454,13 +483,14 @@ done
 
 # ---- the table ----
 
-cmdline="${RINGLET_COMMIT:+RINGLET_COMMIT=$RINGLET_COMMIT }ROUNDS=$ROUNDS DURATION=$DURATION WRK_CONNS=$WRK_CONNS WS_CONNS=$WS_CONNS MESSAGES=$MESSAGES MESSAGES_D16=$MESSAGES_D16 MESSAGES_BIG=$MESSAGES_BIG IDLE=$IDLE HOLD=$HOLD WARMUP=$WARMUP STEAL_MAX=$STEAL_MAX RETRIES=$RETRIES bench/compare.sh"
+cmdline="${RINGLET_COMMIT:+RINGLET_COMMIT=$RINGLET_COMMIT }${BASE_COMMIT:+BASE_COMMIT=$BASE_COMMIT }SERVERS=\"$SERVERS\" ROUNDS=$ROUNDS DURATION=$DURATION WRK_CONNS=$WRK_CONNS WS_CONNS=$WS_CONNS MESSAGES=$MESSAGES MESSAGES_D16=$MESSAGES_D16 MESSAGES_BIG=$MESSAGES_BIG IDLE=$IDLE HOLD=$HOLD WARMUP=$WARMUP STEAL_MAX=$STEAL_MAX RETRIES=$RETRIES bench/compare.sh"
 
 cat <<EOF
 
 - date: $(date -u +%Y-%m-%d)
 - machine: $(nproc) CPUs ($cpu_model), servers on CPU 0, load on CPU 1
 - ringlet: $rev (${build_type:-unknown build type}), \`$ringlet_shown bench/app.lua --ip 127.0.0.1 --port 0\`
+$([ -n "$base_rev" ] && echo "- base: $base_rev (RelWithDebInfo), the same command")
 - nginx: $v_nginx, libnginx-mod-http-lua $v_lua, lua-nginx-websocket (lua-resty-websocket) $v_resty_ws, LuaJIT (libluajit2-5.1-2) $v_luajit; worker_processes 1
 - Node.js: $v_node, ws $v_ws
 - load: wrk $v_wrk \`-t1 -c$WRK_CONNS -d$DURATION\`; wsbench $WS_CONNS connections (32 B d1: $MESSAGES, d16: $MESSAGES_D16, 64 KiB: $MESSAGES_BIG messages each); idle: $IDLE connections
@@ -503,7 +533,7 @@ END {
   }
   add("idle_kib", idle " idle WS, server RSS KiB/connection", "")
   ns = split(servers, sv, " ")
-  name["ringlet"] = "ringlet"; name["nginx"] = "nginx"; name["node"] = "Node"
+  name["ringlet"] = "ringlet"; name["nginx"] = "nginx"; name["node"] = "Node"; name["base"] = "base"
   hdr = "| figure (better) |"; sep = "| --- |"
   for (j = 1; j <= ns; j++) { hdr = hdr " " name[sv[j]] " |"; sep = sep " --- |" }
   for (j = 1; j <= ns; j++) if (sv[j] != "ringlet") { hdr = hdr " ringlet / " name[sv[j]] " |"; sep = sep " --- |" }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 /* ---- growable byte buffer (buf.c) --------------------------------------- */
@@ -70,10 +71,15 @@ extern const unsigned char rl__cclass[256];
 /* Does the comma-separated list v contain token tok (case-insensitive)? */
 int rl__has_token(const char *v, size_t n, const char *tok);
 
-/* "Date: <IMF-fixdate>\r\n" (37 bytes), and the date alone, cached for the
- * second (per thread). */
-const char *rl__date_line(void);
-const char *rl__date(void);
+/* The Date header's value, made once a second (a loop keeps one: rl_io) */
+typedef struct {
+  time_t sec;         /* the second it is for */
+  char date[40];      /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+  char date_line[48]; /* "Date: " date "\r\n" */
+} rl_date;
+
+const char *rl__date(rl_date *d);
+const char *rl__date_line(rl_date *d); /* 37 bytes */
 
 /* ---- misc (buf.c) ---------------------------------------------------------
  */

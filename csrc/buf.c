@@ -101,31 +101,27 @@ int rl__has_token(const char *v, size_t n, const char *tok) {
   return 0;
 }
 
-static _Thread_local time_t date_sec;    /* second the cached value is for */
-static _Thread_local char date[40];      /* "Sun, 06 Nov 1994 08:49:37 GMT" */
-static _Thread_local char date_line[48]; /* "Date: " date "\r\n" */
-
-const char *rl__date(void) {
+const char *rl__date(rl_date *d) {
   static const char days[][4] = {"Sun", "Mon", "Tue", "Wed",
                                  "Thu", "Fri", "Sat"};
   static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t now = time(NULL);
-  if (now != date_sec) {
+  if (now != d->sec) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    snprintf(date, sizeof date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+    snprintf(d->date, sizeof d->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
              days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
              tm.tm_hour, tm.tm_min, tm.tm_sec);
-    snprintf(date_line, sizeof date_line, "Date: %s\r\n", date);
-    date_sec = now;
+    snprintf(d->date_line, sizeof d->date_line, "Date: %s\r\n", d->date);
+    d->sec = now;
   }
-  return date;
+  return d->date;
 }
 
-const char *rl__date_line(void) {
-  rl__date();
-  return date_line;
+const char *rl__date_line(rl_date *d) {
+  rl__date(d);
+  return d->date_line;
 }
 
 void rl__log(const char *fmt, ...) {

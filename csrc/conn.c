@@ -18,9 +18,6 @@
 #define RL_FILE_CHUNK (64 * 1024)
 #define RL_EXT_ALIGN(n) (((n) + 15) & ~(size_t)15)
 
-/* Who the deadline is for; a higher kind is not replaced by a lower one. */
-enum { T_NONE, T_PROTO, T_BLOCKED, T_CLOSE, T_LINGER };
-
 typedef struct {
   uv_write_t req; /* data unused; handle->data is the conn */
   char *base;     /* owned: the conn's former output buffer */
@@ -95,7 +92,7 @@ void rl__io_free(rl_io *io) {
   io->rbuf = NULL;
 }
 
-static void mark_dirty(rl_conn *c) {
+void rl__conn_mark_dirty(rl_conn *c) {
   if (c->is_dirty || rl__conn_closed(c))
     return;
   rl_io *io = c->io;
@@ -124,7 +121,7 @@ static void unmark_dirty(rl_conn *c) {
 
 void rl__conn_defer(rl_conn *c) {
   c->deferred = 1;
-  mark_dirty(c);
+  rl__conn_mark_dirty(c);
 }
 
 static void flush(rl_conn *c);
@@ -229,7 +226,7 @@ int rl__conn_accept(rl_conn *c, uv_stream_t *server, rl_conn_set *set) {
  * sleeps again until the deadline. A keep-alive request costs no timer
  * calls this way. */
 
-static void arm(rl_conn *c, int kind, uint64_t ms) {
+void rl__conn_arm(rl_conn *c, int kind, uint64_t ms) {
   c->timer_kind = kind;
   if (ms == 0) {
     c->deadline = 0; /* the timer, if running, will find nothing to do */
@@ -242,14 +239,9 @@ static void arm(rl_conn *c, int kind, uint64_t ms) {
   }
 }
 
-void rl__conn_timeout(rl_conn *c, uint64_t ms) {
-  if (c->timer_kind <= T_PROTO)
-    arm(c, ms ? T_PROTO : T_NONE, ms);
-}
-
 void rl__conn_close_after(rl_conn *c, uint64_t ms) {
-  if (c->timer_kind < T_CLOSE)
-    arm(c, T_CLOSE, ms);
+  if (c->timer_kind < RL_T_CLOSE)
+    rl__conn_arm(c, RL_T_CLOSE, ms);
 }
 
 static void timer_cb(uv_timer_t *t) {
@@ -264,8 +256,8 @@ static void timer_cb(uv_timer_t *t) {
   }
   int kind = c->timer_kind;
   c->deadline = 0;
-  c->timer_kind = T_NONE;
-  if (kind == T_PROTO && !c->lingering && !c->out_blocked)
+  c->timer_kind = RL_T_NONE;
+  if (kind == RL_T_PROTO && !c->lingering && !c->out_blocked)
     c->proto->on_timeout(c);
   else
     rl__conn_close(c); /* blocked, lingering or closing too long */
@@ -399,8 +391,9 @@ int rl__conn_pause_if_full(rl_conn *c) {
   if (rl__conn_buffered(c) < RL_MAX_OUT)
     return 0;
   c->out_blocked = 1;
-  if (c->timer_kind < T_BLOCKED && !c->lingering)
-    arm(c, T_BLOCKED, c->idle_ms); /* a peer that never reads is dropped */
+  if (c->timer_kind < RL_T_BLOCKED && !c->lingering)
+    rl__conn_arm(c, RL_T_BLOCKED,
+                 c->idle_ms); /* a peer that never reads is dropped */
   rl__conn_read_stop(c);
   return 1;
 }
@@ -435,14 +428,7 @@ void rl__conn_write(rl_conn *c, const void *p, size_t n) {
   }
   c->queued += n;
   c->queued_total += n;
-  mark_dirty(c);
-}
-
-void rl__conn_commit(rl_conn *c, size_t start) {
-  size_t n = c->out.len - start;
-  c->queued += n;
-  c->queued_total += n;
-  mark_dirty(c);
+  rl__conn_mark_dirty(c);
 }
 
 void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
@@ -463,7 +449,7 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
   c->nrefs++;
   c->queued += s->len;
   c->queued_total += s->len;
-  mark_dirty(c);
+  rl__conn_mark_dirty(c);
 }
 
 /* Some output reached the socket. */
@@ -473,8 +459,8 @@ static void conn_written(rl_conn *c) {
     return;
   if (c->out_blocked) {
     c->out_blocked = 0; /* drained: read and parse again */
-    if (c->timer_kind == T_BLOCKED)
-      arm(c, T_NONE, 0);
+    if (c->timer_kind == RL_T_BLOCKED)
+      rl__conn_arm(c, RL_T_NONE, 0);
     rl__conn_defer(c);
   }
   if (c->want_close && !c->lingering)
@@ -543,23 +529,25 @@ static void flush(rl_conn *c) {
   if (rl__conn_closed(c) || c->queued == 0)
     return;
   uv_buf_t small[8], *b = small;
-  /* out's pieces between the slices, the slices, and the splits of any
-   * piece past RL_BUF_MAX (uv_buf_t lengths are unsigned int) */
-  size_t need = 2 * c->nrefs + 2 + c->queued / RL_BUF_MAX;
-  int nb = (int)need;
-  if (need > sizeof small / sizeof small[0]) {
-    b = malloc(need * sizeof *b);
-    if (b == NULL) {
+  int nb = 1;
+  if (c->nrefs == 0 && c->out.len <= RL_BUF_MAX) {
+    small[0] = uv_buf_init(c->out.base, (unsigned)c->out.len); /* usual */
+  } else {
+    /* out's pieces between the slices, the slices, and the splits of any
+     * piece past RL_BUF_MAX (uv_buf_t lengths are unsigned int) */
+    size_t need = 2 * c->nrefs + 2 + c->queued / RL_BUF_MAX;
+    if (need > sizeof small / sizeof small[0] &&
+        (b = malloc(need * sizeof *b)) == NULL) {
       rl__conn_close(c);
       return;
     }
-  }
-  nb = queue_bufs(c, b, nb);
-  if (nb < 0) { /* cannot happen: need counts every piece */
-    if (b != small)
-      free(b);
-    rl__conn_close(c);
-    return;
+    nb = queue_bufs(c, b, (int)need);
+    if (nb < 0) { /* cannot happen: need counts every piece */
+      if (b != small)
+        free(b);
+      rl__conn_close(c);
+      return;
+    }
   }
   size_t off = 0;
   if (c->nwrites == 0 && nb > 0) {
@@ -716,7 +704,7 @@ static void start_linger(rl_conn *c) {
     return;
   }
   req->data = c;
-  arm(c, T_LINGER, RL_LINGER_MS);
+  rl__conn_arm(c, RL_T_LINGER, RL_LINGER_MS);
   rl__conn_read_stop(c);
   if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
     c->reading = 1;
@@ -738,7 +726,7 @@ void rl__conn_shutdown(rl_conn *c) {
   if (rl__conn_closed(c) || c->lingering)
     return;
   if (c->queued || c->nwrites) {
-    mark_dirty(c); /* conn_written lingers once it is all out */
+    rl__conn_mark_dirty(c); /* conn_written lingers once it is all out */
     return;
   }
   start_linger(c);

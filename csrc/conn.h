@@ -84,6 +84,7 @@ struct rl_io {
   int rbuf_busy;     /* lent to a connection for the read in progress */
   int handles;       /* transport handles open on loop (the flusher too) */
   uint64_t next_id;  /* ids for connections */
+  rl_date date;      /* the Date header's cache, for this loop's protocols */
 };
 
 void rl__io_init(rl_io *io, uv_loop_t *loop);
@@ -146,7 +147,7 @@ struct rl_conn {
                              clears it when it has told its user of the drain */
   /* deadlines and closing */
   uint64_t idle_ms;   /* drop a peer whose output stays blocked this long */
-  int timer_kind;     /* conn.c's T_* */
+  int timer_kind;     /* RL_T_*: who the deadline is for */
   uint64_t deadline;  /* loop time the timeout is due, 0 = none */
   uint64_t timer_due; /* when the libuv timer fires next */
   int closing;        /* the close sequence started: on_close has run */
@@ -182,12 +183,19 @@ void rl__conn_in_trim(rl_conn *c, size_t want);
 
 /* Writing: queue bytes for the flusher. */
 void rl__conn_write(rl_conn *c, const void *p, size_t n);
+void rl__conn_mark_dirty(rl_conn *c); /* the flusher visits c this turn */
 /* Queue a shared buffer (takes a reference; the bytes are not copied). */
 void rl__conn_write_shared(rl_conn *c, rl_shared *s);
 /* Build output in place: append to rl__conn_outbuf(c) after noting its
  * len, then rl__conn_commit(c, that len) queues what was appended. */
 static inline rl_buf *rl__conn_outbuf(rl_conn *c) { return &c->out; }
-void rl__conn_commit(rl_conn *c, size_t start);
+static inline void rl__conn_commit(rl_conn *c, size_t start) {
+  size_t n = c->out.len - start;
+  c->queued += n;
+  c->queued_total += n;
+  if (!c->is_dirty)
+    rl__conn_mark_dirty(c);
+}
 /* Send up to n bytes of file fd from off: with sendfile(2) while nothing
  * is queued, else one piece read into the queue. Returns the bytes sent or
  * queued, 0 at the file's end, or a negative UV error. */
@@ -199,8 +207,13 @@ void rl__conn_defer(rl_conn *c); /* on_continue from the flusher */
 
 /* Deadlines. The protocol's (0 clears it): on_timeout when due. Ignored
  * while the transport holds the timer for itself (blocked, lingering,
- * closing). */
-void rl__conn_timeout(rl_conn *c, uint64_t ms);
+ * closing: a timer_kind above RL_T_PROTO). */
+enum { RL_T_NONE, RL_T_PROTO, RL_T_BLOCKED, RL_T_CLOSE, RL_T_LINGER };
+void rl__conn_arm(rl_conn *c, int kind, uint64_t ms);
+static inline void rl__conn_timeout(rl_conn *c, uint64_t ms) {
+  if (c->timer_kind <= RL_T_PROTO)
+    rl__conn_arm(c, ms ? RL_T_PROTO : RL_T_NONE, ms);
+}
 void rl__conn_close_after(rl_conn *c, uint64_t ms); /* unless closed before */
 
 /* Closing. shutdown: once the output is written, half-close and read until

@@ -241,7 +241,8 @@ int rl__http_write_head(rl_http *h, lua_State *L, int status, int hidx,
     h->keep_alive = keep;
     return -1;
   }
-  if (!(seen & H_DATE) && rl__buf_append(b, rl__date_line(), 37))
+  if (!(seen & H_DATE) &&
+      rl__buf_append(b, rl__date_line(&h->conn->io->date), 37))
     goto nomem;
   switch (framing) {
   case RL_FRAME_LENGTH:
@@ -306,8 +307,8 @@ int rl__http_write_error(rl_http *h, int status, const char *detail) {
   if (rl__buf_printf(b,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; "
                      "charset=utf-8\r\nContent-Length: %d\r\n%s%s\r\n",
-                     status, rl__reason(status), rl__date(), bl,
-                     status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "",
+                     status, rl__reason(status), rl__date(&h->conn->io->date),
+                     bl, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "",
                      h->keep_alive ? "" : "Connection: close\r\n") ||
       (!h->head_only && rl__buf_append(b, body, (size_t)bl))) {
     b->len = start;
