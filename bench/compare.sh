@@ -118,19 +118,25 @@ trap 'exit 130' INT TERM
 
 # ---- ringlet and wsbench ----
 
-if [ -n "${RINGLET_COMMIT:-}" ]; then
-  # A private build of one commit, so that a rebuild of build/ in this work
-  # tree during the run (the CLI loads build/libringlet.so) cannot change
-  # what is measured.
-  rev=$(git rev-parse --short=7 "$RINGLET_COMMIT^{commit}") || die "no commit $RINGLET_COMMIT"
-  log "building ringlet $rev in $dir/src (RelWithDebInfo)"
-  mkdir -p "$dir/src"
-  git archive "$rev" | tar -x -C "$dir/src" || die "git archive $rev failed"
-  if ! { cmake -S "$dir/src" -B "$dir/src/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-    cmake --build "$dir/src/build" -j2; } >"$dir/build.log" 2>&1; then
-    cat "$dir/build.log" >&2
-    die "build of $rev failed"
+# build_commit REV DIR [cmake --build args]: a private RelWithDebInfo build
+# of one commit, so that a rebuild of build/ in this work tree during the
+# run (the CLI loads build/libringlet.so) cannot change what is measured.
+build_commit() {
+  local r=$1 d=$2
+  shift 2
+  log "building $r in $d (RelWithDebInfo)"
+  mkdir -p "$d"
+  git archive "$r" | tar -x -C "$d" || die "git archive $r failed"
+  if ! { cmake -S "$d" -B "$d/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+    cmake --build "$d/build" -j2 "$@"; } >"$d.log" 2>&1; then
+    cat "$d.log" >&2
+    die "build of $r failed"
   fi
+}
+
+if [ -n "${RINGLET_COMMIT:-}" ]; then
+  rev=$(git rev-parse --short=7 "$RINGLET_COMMIT^{commit}") || die "no commit $RINGLET_COMMIT"
+  build_commit "$rev" "$dir/src"
   RINGLET_BIN=$dir/src/build/ringlet
   ringlet_shown="build/ringlet (a private build of $rev)"
   build_type=RelWithDebInfo
@@ -155,14 +161,7 @@ base_rev=
 if [[ " $SERVERS " == *" base "* ]]; then
   if [ -n "${BASE_COMMIT:-}" ]; then
     base_rev=$(git rev-parse --short=7 "$BASE_COMMIT^{commit}") || die "no commit $BASE_COMMIT"
-    log "building base $base_rev in $dir/base (RelWithDebInfo)"
-    mkdir -p "$dir/base"
-    git archive "$base_rev" | tar -x -C "$dir/base" || die "git archive $base_rev failed"
-    if ! { cmake -S "$dir/base" -B "$dir/base/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-      cmake --build "$dir/base/build" -j2 --target ringlet_cli; } >"$dir/base-build.log" 2>&1; then
-      cat "$dir/base-build.log" >&2
-      die "build of $base_rev failed"
-    fi
+    build_commit "$base_rev" "$dir/base" --target ringlet_cli
     BASE_BIN=$dir/base/build/ringlet
   fi
   [ -x "${BASE_BIN:-}" ] || die "SERVERS names base: set BASE_COMMIT or BASE_BIN"

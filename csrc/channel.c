@@ -480,7 +480,7 @@ static int open_p(lua_State *L) {
 }
 
 int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
-                       const char **err) {
+                       size_t max_ws, const char **err) {
   int uidx = lua_absindex(L, -1); /* the body: the channel userdata */
   rl_conn *c = h->conn;
   if (ch->origin != h || ch->origin_id != c->id || ch->conn || ch->closed) {
@@ -512,7 +512,7 @@ int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
                "Sec-WebSocket-Accept: %s\r\n",
                accept);
       *err = "out of memory";
-      if ((ws = rl__ws_new(h->cfg->max_ws)) != NULL)
+      if ((ws = rl__ws_new(max_ws)) != NULL)
         r = rl__http_upgrade(h, L, hidx, extra, err);
     }
     lua_pop(L, 4);

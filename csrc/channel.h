@@ -25,9 +25,10 @@ rl_channel *rl__channel_test(lua_State *L, int idx);
  * then born closed). */
 int rl__channel_new(lua_State *L, rl_http *h);
 /* The handler returned a channel's response (at ridx; the channel on the
- * top): take over h, as a stream or by upgrading it to a WebSocket. */
+ * top): take over h, as a stream or by upgrading it to a WebSocket whose
+ * messages may be up to max_ws bytes. */
 int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
-                       const char **err);
+                       size_t max_ws, const char **err);
 /* An HTTP stream's output reached the socket. */
 void rl__channel_written(rl_channel *ch);
 /* An HTTP stream's connection is closing: the channel closes (on_close). */

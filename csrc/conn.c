@@ -72,7 +72,7 @@ static const rl_proto no_proto = {noop, noop_eof, noop, noop,
 
 void rl__io_init(rl_io *io, uv_loop_t *loop) {
   io->loop = loop;
-  io->dirty = NULL;
+  io->dirty = io->dirty_tail = NULL;
   uv_idle_init(loop, &io->flusher);
   io->flusher.data = io;
   io->handles++;
@@ -97,13 +97,15 @@ void rl__conn_mark_dirty(rl_conn *c) {
     return;
   rl_io *io = c->io;
   c->is_dirty = 1;
-  c->dirty_prev = NULL;
-  c->dirty_next = io->dirty;
-  if (io->dirty)
-    io->dirty->dirty_prev = c;
+  c->dirty_next = NULL;
+  c->dirty_prev = io->dirty_tail; /* at the tail: first marked, first out */
+  if (io->dirty_tail)
+    io->dirty_tail->dirty_next = c;
   else
     uv_idle_start(&io->flusher, flush_cb);
-  io->dirty = c;
+  io->dirty_tail = c;
+  if (io->dirty == NULL)
+    io->dirty = c;
 }
 
 static void unmark_dirty(rl_conn *c) {
@@ -115,6 +117,8 @@ static void unmark_dirty(rl_conn *c) {
     c->io->dirty = c->dirty_next;
   if (c->dirty_next)
     c->dirty_next->dirty_prev = c->dirty_prev;
+  else
+    c->io->dirty_tail = c->dirty_prev;
   c->is_dirty = 0;
   c->dirty_next = c->dirty_prev = NULL;
 }
@@ -131,9 +135,10 @@ static void flush_cb(uv_idle_t *h) {
   int budget = 0;
   for (rl_conn *c = io->dirty; c; c = c->dirty_next)
     budget++;
-  /* Connections marked while we work go to the head and wait for the next
-   * turn once the budget is spent, so a callback that keeps sending cannot
-   * starve the loop. */
+  /* Connections marked while we work go to the tail and wait for the next
+   * turn once the budget is spent, so a connection that keeps marking
+   * itself (an iterator body, a callback that keeps sending) neither
+   * starves the loop nor the connections marked before it. */
   while (io->dirty && budget-- > 0) {
     rl_conn *c = io->dirty;
     unmark_dirty(c);
@@ -455,8 +460,13 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
 /* Some output reached the socket. */
 static void conn_written(rl_conn *c) {
   c->proto->on_written(c);
-  if (c->queued || c->nwrites || rl__conn_closed(c))
+  if (rl__conn_closed(c))
     return;
+  if (c->queued || c->nwrites) {
+    if (c->want_close && !c->lingering && c->timer_kind == RL_T_BLOCKED)
+      rl__conn_arm(c, RL_T_BLOCKED, c->idle_ms); /* progress: wait again */
+    return;
+  }
   if (c->out_blocked) {
     c->out_blocked = 0; /* drained: read and parse again */
     if (c->timer_kind == RL_T_BLOCKED)
@@ -726,7 +736,10 @@ void rl__conn_shutdown(rl_conn *c) {
   if (rl__conn_closed(c) || c->lingering)
     return;
   if (c->queued || c->nwrites) {
-    rl__conn_mark_dirty(c); /* conn_written lingers once it is all out */
+    /* conn_written lingers once it is all out; a peer that takes none of
+     * it for idle_ms is dropped */
+    rl__conn_arm(c, RL_T_BLOCKED, c->idle_ms);
+    rl__conn_mark_dirty(c);
     return;
   }
   start_linger(c);

@@ -58,7 +58,9 @@ typedef struct rl_proto {
   /* The peer closed its side (UV_EOF) or a read failed (err < 0); reading
    * has stopped. The protocol closes, or lets a response finish. */
   void (*on_eof)(rl_conn *c, int err);
-  /* Some output reached the socket (rl__conn_buffered tells what is left). */
+  /* Some output reached the socket (rl__conn_buffered tells what is left).
+   * It still comes while a shut-down connection flushes, after on_close:
+   * a protocol forwards nothing upward then. */
   void (*on_written)(rl_conn *c);
   /* Work asked for with rl__conn_defer, or input to parse again now that
    * the output drained (reading resumed). */
@@ -78,13 +80,14 @@ typedef struct rl_proto {
 
 struct rl_io {
   uv_loop_t *loop;
-  uv_idle_t flusher; /* runs while connections have output or work deferred */
-  rl_conn *dirty;    /* connections to flush: a list via dirty_next */
-  char *rbuf;        /* malloc'd: the read buffer idle connections borrow */
-  int rbuf_busy;     /* lent to a connection for the read in progress */
-  int handles;       /* transport handles open on loop (the flusher too) */
-  uint64_t next_id;  /* ids for connections */
-  rl_date date;      /* the Date header's cache, for this loop's protocols */
+  uv_idle_t flusher;   /* runs while connections have output or work deferred */
+  rl_conn *dirty;      /* connections to flush: a list via dirty_next, */
+  rl_conn *dirty_tail; /* marked ones joining at the tail */
+  char *rbuf;          /* malloc'd: the read buffer idle connections borrow */
+  int rbuf_busy;       /* lent to a connection for the read in progress */
+  int handles;         /* transport handles open on loop (the flusher too) */
+  uint64_t next_id;    /* ids for connections */
+  rl_date date;        /* the Date header's cache, for this loop's protocols */
 };
 
 void rl__io_init(rl_io *io, uv_loop_t *loop);
@@ -94,9 +97,10 @@ void rl__io_close(rl_io *io);
 void rl__io_free(rl_io *io);
 
 /* ---- a set of connections (a listener's, a client pool's) ----------------
- * open counts connections whose close sequence has not started (they are
- * on the list); alive counts those not yet freed. on_empty runs when alive
- * drops to 0. */
+ * open counts the connections on the list: those not closed yet
+ * (rl__conn_close takes a connection off; one shutting down or lingering
+ * stays on, so a server's stop can still cut it short); alive counts those
+ * not yet freed. on_empty runs when alive drops to 0. */
 struct rl_conn_set {
   rl_conn *head; /* open connections, via next/prev */
   int open;
@@ -159,6 +163,11 @@ struct rl_conn {
   int remote_port;
 };
 
+/* The handles are closing: nothing more is read or written. */
+static inline int rl__conn_closed(const rl_conn *c) {
+  return uv_is_closing((const uv_handle_t *)&c->tcp);
+}
+
 /* A connection with `ext` bytes of protocol state after it (c->data points
  * there, zeroed). Its handles are open; NULL when out of memory. */
 rl_conn *rl__conn_new(rl_io *io, size_t ext);
@@ -190,6 +199,10 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s);
  * len, then rl__conn_commit(c, that len) queues what was appended. */
 static inline rl_buf *rl__conn_outbuf(rl_conn *c) { return &c->out; }
 static inline void rl__conn_commit(rl_conn *c, size_t start) {
+  if (c->lingering || rl__conn_closed(c)) {
+    c->out.len = start; /* shut down: nothing more goes out */
+    return;
+  }
   size_t n = c->out.len - start;
   c->queued += n;
   c->queued_total += n;
@@ -217,15 +230,12 @@ static inline void rl__conn_timeout(rl_conn *c, uint64_t ms) {
 void rl__conn_close_after(rl_conn *c, uint64_t ms); /* unless closed before */
 
 /* Closing. shutdown: once the output is written, half-close and read until
- * the peer closes or a linger timeout; close: now, dropping the output.
+ * the peer closes or a linger timeout (a peer that takes none of the output
+ * for idle_ms is dropped); close: now, dropping the output.
  * Both start the sequence (on_close) once. goaway asks the protocol. */
 void rl__conn_shutdown(rl_conn *c);
 void rl__conn_close(rl_conn *c);
 void rl__conn_goaway(rl_conn *c);
 static inline int rl__conn_closing(const rl_conn *c) { return c->closing; }
-/* The handles are closing: nothing more is read or written. */
-static inline int rl__conn_closed(const rl_conn *c) {
-  return uv_is_closing((const uv_handle_t *)&c->tcp);
-}
 
 #endif

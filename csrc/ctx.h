@@ -31,7 +31,7 @@ struct rl_ctx {
   rl_task *pool[64]; /* finished tasks kept with their coroutines */
   int npool;
   struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
-  void *servers;           /* the server layer's list of running servers */
+  void *servers; /* server.c's list of running servers (ctx never reads it) */
   /* lua_close: runs first, with closing set (the module stops its servers
    * there); then the context closes its own handles. */
   void (*on_close)(rl_ctx *ctx);

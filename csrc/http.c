@@ -244,7 +244,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (!(p->flags & F_CHUNKED) && p->content_length > h->cfg->max_body)
     return fail(p, 413, "request body too large");
   h->head_only = p->method == HTTP_HEAD;
-  h->keep_alive = llhttp_should_keep_alive(p);
+  h->keep_alive = llhttp_should_keep_alive(p) && !h->goaway;
   /* A WebSocket upgrade (RFC 6455 4.2.1): checked here, so the handler
    * sees req.websocket only for a valid one. */
   rl_header *up = first[K_UPGRADE];
@@ -533,6 +533,7 @@ static void http_continue(rl_conn *c) {
  * (on_close fires), busy ones finish their response and close. */
 static void http_goaway(rl_conn *c) {
   rl_http *h = c->data;
+  h->goaway = 1;
   if (h->state == RL_STREAM || (h->state == RL_READING && !h->in_message))
     rl__http_close(h);
   else
@@ -605,7 +606,7 @@ void rl__http_response_done(rl_http *h) {
   if (h->state == RL_CLOSING || h->state == RL_UPGRADED)
     return;
   h->state = RL_READING;
-  if (!h->keep_alive || h->conn->read_eof) {
+  if (!h->keep_alive || h->goaway || h->conn->read_eof) {
     rl__http_close(h);
     return;
   }

@@ -16,7 +16,6 @@
 /* The limits a server sets (its run_server options). */
 typedef struct {
   size_t max_body;
-  size_t max_ws;
   size_t max_line;
   int proxy_protocol;      /* 0 disable, 1 enable, 2 optional */
   uint64_t idle_timeout;   /* ms, 0 = none */
@@ -79,6 +78,7 @@ struct rl_http {
   int proxy_pending; /* PROXY header still expected */
   int timer_mode;    /* http.c's TIMER_*: what the deadline is for */
   int closed_up;     /* cbs->on_close has run */
+  int goaway;        /* the server is stopping: close after this response */
   void *stream;      /* RL_STREAM: the upper layer's object, for its use */
 };
 

@@ -420,7 +420,7 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, const char **err) {
   }
   case LUA_TUSERDATA:
     if ((ch = rl__channel_test(L, bidx)) != NULL) {
-      r = rl__channel_attach(ch, h, L, idx, err);
+      r = rl__channel_attach(ch, h, L, idx, x->max_ws, err);
       break;
     }
     fs = luaL_testudata(L, bidx, LUA_FILEHANDLE);

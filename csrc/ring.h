@@ -30,6 +30,7 @@ typedef struct rl_exchange {
   rl_task *task;   /* the running handler, if any */
   const void *req; /* the request it runs for (identity only) */
   rl_body body;    /* the streamed body, if any */
+  size_t max_ws;   /* the server's limit for a WebSocket message */
 } rl_exchange;
 
 /* ctx->keys_ref: request and response keys, values and method names */

@@ -17,6 +17,7 @@ typedef struct {
   int port;
   int thread;
   int queue_size;
+  size_t max_ws;
   rl_http_cfg http;
 } rl_config;
 
@@ -147,6 +148,7 @@ static void on_accept(rl_listener *l, rl_conn *c) {
   x->ctx = s->ctx;
   x->server = s;
   x->body.ref = LUA_NOREF;
+  x->max_ws = s->cfg.max_ws;
   rl__http_start(&x->http, c, &s->cfg.http, &server_cbs);
 }
 
@@ -309,7 +311,7 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
   cfg->thread = 1;                  /* thread: workers, 1 */
   cfg->queue_size = 20480;          /* queue_size: requests in flight */
   cfg->http.max_body = 8388608;     /* max_body: bytes, else 413 */
-  cfg->http.max_ws = 4194304;       /* max_ws: WebSocket message bytes */
+  cfg->max_ws = 4194304;            /* max_ws: WebSocket message bytes */
   cfg->http.max_line = 4096;        /* max_line: request line (414), header
                                        line (431) */
   cfg->http.proxy_protocol = 0;     /* disable|enable|optional */
@@ -339,7 +341,7 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
     } else if (strcmp(k, "max_body") == 0) {
       cfg->http.max_body = (size_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
     } else if (strcmp(k, "max_ws") == 0) {
-      cfg->http.max_ws = (size_t)opt_int(L, k, 1, (lua_Integer)1 << 40);
+      cfg->max_ws = (size_t)opt_int(L, k, 1, (lua_Integer)1 << 40);
     } else if (strcmp(k, "max_line") == 0) {
       cfg->http.max_line = (size_t)opt_int(L, k, 64, 1 << 20);
     } else if (strcmp(k, "idle_timeout") == 0) {

@@ -209,7 +209,8 @@ static int valid_close_code(int code) {
 }
 
 static void deliver(rl_ws *ws, int op, const char *p, size_t n) {
-  ws->cbs->on_message(ws->ud, op, p, n);
+  if (!ws->closed_up)
+    ws->cbs->on_message(ws->ud, op, p, n);
 }
 
 /* A whole control frame's payload is here. */
@@ -512,7 +513,8 @@ static void ws_eof(rl_conn *c, int err) {
 
 static void ws_written(rl_conn *c) {
   rl_ws *ws = c->data;
-  ws->cbs->on_written(ws->ud);
+  if (!ws->closed_up) /* after on_close the layer above may be gone */
+    ws->cbs->on_written(ws->ud);
 }
 
 static void ws_continue(rl_conn *c) {
@@ -533,6 +535,7 @@ static void ws_closing(rl_conn *c) {
   size_t n;
   int code = close_info(ws, &reason, &n);
   ws->cbs->on_close(ws->ud, code, reason, n);
+  ws->ud = NULL; /* nothing goes upward after on_close */
 }
 
 static void ws_free_conn(rl_conn *c) { rl__ws_free(c->data); }

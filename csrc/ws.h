@@ -29,7 +29,8 @@ typedef struct {
   /* Output reached the socket. */
   void (*on_written)(void *ud);
   /* The connection is closing (once): the peer's close code (1005 when
-   * its close had none), else the one we sent, else 1006. */
+   * its close had none), else the one we sent, else 1006. Nothing is
+   * called after it, though the connection may still flush for a while. */
   void (*on_close)(void *ud, int code, const char *reason, size_t n);
 } rl_ws_cbs;
 

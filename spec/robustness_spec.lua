@@ -83,6 +83,40 @@ return {
       assert.is_true(total < 50 * 1024 * 1024, ("read %d bytes"):format(total))
     end)
 
+  it("drops a client that reads none of a Connection: close answer, after "
+    .. "idle_timeout", function()
+      -- the response is queued whole and the connection shut down behind
+      -- it; a peer that takes none of it is dropped once idle_timeout
+      -- passes without progress (before, it was held forever)
+      local srv = helper.start([[
+local big = ("x"):rep(32 * 1024 * 1024)
+return {
+  handler = function()
+    return { headers = { connection = "close" }, body = big }
+  end,
+  options = { idle_timeout = 300 },
+}
+]])
+      local defer = helper.cleanup(finally)
+      defer(function() assert.equal(0, srv:stop(), srv:stderr()) end)
+      local sock = assert(helper.connect(srv.port))
+      defer(function() sock:close() end)
+      sock:send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+      socket.sleep(1.2) -- nothing read: the server's deadline passes
+      local closed, total = false, 0
+      for _ = 1, 10000 do
+        local data, err, part = sock:receive(65536)
+        total = total + #(data or part or "")
+        if err == "closed" then closed = true; break end
+        if err == "timeout" then break end
+      end
+      assert.is_true(closed)
+      assert.is_true(total < 32 * 1024 * 1024, ("read %d bytes"):format(total))
+      -- a client that reads gets all of it
+      local res = assert(helper.request(srv.port, "GET", "/", { host = "h" }))
+      assert.equal(32 * 1024 * 1024, #res.body)
+    end)
+
   it("leaves SIGPIPE at its default for the commands a handler runs",
     function()
       -- ringlet catches SIGPIPE with a handler, which exec resets; an

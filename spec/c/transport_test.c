@@ -12,8 +12,12 @@
  *      (rl__ws_send_shared), then a close; each client must read the frame
  *      and the close frame, and each connection's on_close must report the
  *      code we sent.
- *   3. the listener's on_closed runs once the listener and all of its
- *      connections are gone.
+ *   3. nothing goes upward after on_close: each connection queues a frame
+ *      bigger than its socket takes, the client sends a close frame and
+ *      reads only later; the closing handshake shuts the connection down
+ *      (on_close) while it still flushes, and no on_written may follow.
+ *   4. the listener's on_closed runs once the listener and all of its
+ *      connections are gone (after each round).
  *
  * Prints what it checked and exits 0, or prints the failure and exits 1.
  * spec/transport_spec.lua runs it (under ASan in the sanitized build). */
@@ -31,7 +35,7 @@ static uv_loop_t *loop;
 static rl_io io;
 static rl_listener lst;
 static int failures, checks, phase, accepted, closes, closed_listener;
-static rl_shared *big, *small;
+static rl_shared *big, *small, *big_frame;
 static char expect[2 * BIG + 64];
 static size_t expect_len;
 
@@ -58,16 +62,26 @@ static void p_free(rl_conn *c) { queued_writes += c->backlogged; }
 static const rl_proto writer = {p_noop, p_eof,  p_noop, p_noop,
                                 p_noop, p_noop, p_noop, p_free};
 
+/* round 3: per connection, whether on_close ran and upcalls after it */
+static int closed_up[NCLIENTS], late_upcalls;
+
 static void ws_message(void *ud, int op, const char *p, size_t n) {
-  (void)ud, (void)op, (void)p, (void)n;
+  (void)op, (void)p, (void)n;
+  if (ud && *(int *)ud)
+    late_upcalls++;
 }
-static void ws_written(void *ud) { (void)ud; }
+static void ws_written(void *ud) {
+  if (ud && *(int *)ud)
+    late_upcalls++;
+}
 static void ws_closed(void *ud, int code, const char *reason, size_t n) {
-  (void)ud;
   closes++;
   CHECK(code == 1000, "on_close code %d, want 1000", code);
-  CHECK(n == 3 && memcmp(reason, "bye", 3) == 0, "on_close reason '%.*s'",
-        (int)n, reason);
+  if (phase == 2)
+    CHECK(n == 3 && memcmp(reason, "bye", 3) == 0, "on_close reason '%.*s'",
+          (int)n, reason);
+  if (ud)
+    *(int *)ud = 1;
 }
 static const rl_ws_cbs ws_cbs = {ws_message, ws_written, ws_closed};
 
@@ -78,6 +92,12 @@ static void on_accept(rl_listener *l, rl_conn *c) {
   rl__conn_set_proto(c, &writer, NULL);
   int sndbuf = 32 * 1024; /* a small socket buffer: the queue must wait */
   uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf);
+  if (phase == 3) { /* a big frame queued at once, before the peer's close */
+    rl_ws *ws = rl__ws_new(1024);
+    rl__ws_start(ws, c, &ws_cbs, &closed_up[accepted++]);
+    CHECK(rl__ws_send_shared(ws, big_frame) == 0, "send_shared refused");
+    return;
+  }
   if (++accepted < NCLIENTS)
     return;
   /* everyone is here: write to all of them */
@@ -119,6 +139,7 @@ typedef struct {
 
 static client clients[NCLIENTS];
 static int clients_done;
+static uv_timer_t later; /* round 3: clients start reading after a while */
 
 static void client_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
   client *k = h->data;
@@ -143,7 +164,7 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   if (n > 0) {
     k->got.len += (size_t)n;
     /* a WebSocket client closes once it has the close frame */
-    if (phase == 2 && k->got.len >= expect_len)
+    if (phase >= 2 && k->got.len >= expect_len)
       n = UV_EOF;
   }
   if (n < 0) {
@@ -155,11 +176,30 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
+static void read_later(uv_timer_t *t) {
+  (void)t;
+  for (int i = 0; i < NCLIENTS; i++)
+    uv_read_start((uv_stream_t *)&clients[i].tcp, client_alloc, client_read);
+}
+
+static int connected;
+
 static void client_connected(uv_connect_t *req, int status) {
   client *k = req->data;
   CHECK(status == 0, "connect: %s", uv_strerror(status));
-  if (status == 0)
+  if (status != 0)
+    return;
+  if (phase != 3) {
     uv_read_start((uv_stream_t *)&k->tcp, client_alloc, client_read);
+    return;
+  }
+  /* a masked close frame (code 1000, mask 0), and no reading for now */
+  static uv_write_t w[NCLIENTS];
+  static char close_frame[] = "\x88\x82\0\0\0\0\x03\xe8";
+  uv_buf_t b = uv_buf_init(close_frame, sizeof close_frame - 1);
+  uv_write(&w[k - clients], (uv_stream_t *)&k->tcp, &b, 1, NULL);
+  if (++connected == NCLIENTS)
+    uv_timer_start(&later, read_later, 300, 0);
 }
 
 /* ---- rounds ---------------------------------------------------------------
@@ -178,16 +218,25 @@ static void listener_closed(rl_listener *l) {
           big->refs, small->refs);
     phase = 2;
     start_round();
+  } else if (phase == 2) {
+    CHECK(closes == NCLIENTS, "on_close ran %d times, want %d", closes,
+          NCLIENTS);
+    closes = 0;
+    phase = 3;
+    start_round();
   } else {
     CHECK(closes == NCLIENTS, "on_close ran %d times, want %d", closes,
           NCLIENTS);
+    CHECK(late_upcalls == 0, "%d upcalls after on_close", late_upcalls);
+    CHECK(big_frame->refs == 1, "big frame refs %zu, want 1", big_frame->refs);
+    uv_close((uv_handle_t *)&later, NULL);
     rl__io_close(&io);
   }
 }
 
 static void start_round(void) {
   memset(&lst, 0, sizeof lst);
-  accepted = clients_done = 0;
+  accepted = clients_done = connected = 0;
   lst.on_accept = on_accept;
   lst.on_closed = listener_closed;
   int r = rl__listen(&lst, &io, "127.0.0.1", 0);
@@ -203,11 +252,15 @@ static void start_round(void) {
     memcpy(expect + n, big->data, big->len), n += big->len;
     expect[n++] = 'c';
     expect_len = n;
-  } else {
+  } else if (phase == 2) {
     static const char frames[] = "\x81\x05hello\x88\x05\x03\xe8"
                                  "bye";
     expect_len = sizeof frames - 1;
     memcpy(expect, frames, expect_len);
+  } else { /* the big frame, then the echo of the client's close */
+    memcpy(expect, big_frame->data, big_frame->len);
+    memcpy(expect + big_frame->len, "\x88\x02\x03\xe8", 4);
+    expect_len = big_frame->len + 4;
   }
   struct sockaddr_in a;
   uv_ip4_addr("127.0.0.1", lst.port, &a);
@@ -228,14 +281,17 @@ int main(void) {
   for (size_t i = 0; i < BIG; i++)
     big->data[i] = (char)('A' + i % 26);
   small = rl__shared_new("shared!", 7);
+  big_frame = rl__ws_frame(RL_WS_BINARY, big->data, big->len);
+  uv_timer_init(loop, &later);
   phase = 1;
   start_round();
   uv_run(loop, UV_RUN_DEFAULT);
-  CHECK(closed_listener == 2, "listener on_closed ran %d times, want 2",
+  CHECK(closed_listener == 3, "listener on_closed ran %d times, want 3",
         closed_listener);
   CHECK(io.handles == 0, "%d transport handles still open", io.handles);
   rl__shared_unref(big);
   rl__shared_unref(small);
+  rl__shared_unref(big_frame);
   rl__io_free(&io);
   uv_loop_close(loop);
   printf("transport: %d checks, %d failed (%d of %d queues waited for "
