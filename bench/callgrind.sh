@@ -3,7 +3,7 @@
 # a deterministic figure (unlike CPU time on a shared VM) for comparing two
 # builds of ringlet. Two loads on bench/app.lua:
 #
-#   http: wrk -t1 -c10 on GET /hello for $DURATION; instructions / requests
+#   http: wrk -t1 -c$CONNS on GET /hello for $DURATION; instructions / requests
 #   ws:   wsbench, 10 connections x $MESSAGES 32-byte text echoes at depth 1;
 #         instructions / messages
 #
@@ -11,12 +11,15 @@
 #
 # Counting starts once the server listens (callgrind_control -i on), so
 # start-up (about 10 million instructions, which earlier versions of this
-# script spread over the operations) is left out and the figure does not
-# depend on how many operations the run got through. RINGLET_BIN [build/ringlet], WSBENCH_BIN
-# [bench/wsbench-bin.sh's choice], DURATION [8s], MESSAGES [3000] and OUT (a
-# directory to keep callgrind.out.* in, for callgrind_annotate) override the
-# defaults. For function names inside Lua, build liblua5.4 from
-# `apt-get source lua5.4` with -g and put its directory in LD_LIBRARY_PATH.
+# script spread over the operations) is left out. The http figure still
+# moves by about 2% from run to run (how many requests each loop turn and
+# each GC step serve); compare builds over alternating runs.
+#
+# RINGLET_BIN [build/ringlet], WSBENCH_BIN [bench/wsbench-bin.sh's choice],
+# DURATION [8s], CONNS [10] (wrk -c), MESSAGES [3000] and OUT (a directory
+# to keep callgrind.out.* in, for callgrind_annotate) override the defaults.
+# For function names inside Lua, build liblua5.4 from `apt-get source
+# lua5.4` with -g and put its directory in LD_LIBRARY_PATH.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,7 @@ BIN=${RINGLET_BIN:-build/ringlet}
 . bench/wsbench-bin.sh
 DURATION=${DURATION:-8s}
 MESSAGES=${MESSAGES:-3000}
+CONNS=${CONNS:-10}
 what=${1:-all}
 
 die() {
@@ -79,8 +83,8 @@ stop_server() {
 if [ "$what" = http ] || [ "$what" = all ]; then
   command -v wrk >/dev/null || die "wrk is not installed"
   start_server http
-  echo "callgrind: wrk -t1 -c10 -d$DURATION http://127.0.0.1:$port/hello" >&2
-  n=$(wrk -t1 -c10 -d"$DURATION" "http://127.0.0.1:$port/hello" |
+  echo "callgrind: wrk -t1 -c$CONNS -d$DURATION http://127.0.0.1:$port/hello" >&2
+  n=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/hello" |
     awk '/requests in/ { print $1 }')
   stop_server http "${n:-0}" requests
 fi
