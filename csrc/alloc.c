@@ -10,7 +10,10 @@
  * state (ringlet_closestate).
  *
  * Under AddressSanitizer every block goes to realloc/free, so it still sees
- * each use after free and overflow. */
+ * each use after free and overflow.
+ *
+ * Base layer. Owns: the slabs of each state it made. May call: libc, Lua's
+ * lua_newstate and lua_close. */
 #include <stdlib.h>
 #include <string.h>
 

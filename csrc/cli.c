@@ -2,7 +2,10 @@
  *
  * Runs an app file. The file returns a handler function, or a table
  * {handler = fn, options = {...}}, or nothing (it started its own servers).
- * SIGINT and SIGTERM stop the servers gracefully. */
+ * SIGINT and SIGTERM stop the servers gracefully.
+ *
+ * A host of its own, outside the core: it calls only the public API of
+ * ringlet.h (built against libringlet.so), as examples/host.c does. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>

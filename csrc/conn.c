@@ -440,7 +440,7 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
   if (c->lingering || rl__conn_closed(c) || s->len == 0)
     return;
   if (c->nrefs == c->refs_cap) {
-    size_t cap = c->refs_cap ? c->refs_cap * 2 : 4;
+    uint32_t cap = c->refs_cap ? c->refs_cap * 2 : 4;
     rl_slice *r = realloc(c->refs, cap * sizeof *r);
     if (r == NULL) {
       rl__conn_close(c);

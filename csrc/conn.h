@@ -125,42 +125,43 @@ struct rl_conn {
   rl_conn_set *set;     /* the set it belongs to, if any */
   rl_conn *next, *prev; /* set->head */
   rl_conn *dirty_next, *dirty_prev; /* io->dirty */
-  int is_dirty;
-  int deferred; /* call on_continue from the flusher */
-  int open_handles;
   /* reading */
   rl_buf in; /* read buffer; [in_pos, in.len) not consumed yet */
   size_t in_pos;
-  int in_shared;    /* in.base is io->rbuf, lent for one read */
-  int borrow;       /* with no buffer of its own, borrow io->rbuf to read */
   size_t read_want; /* the protocol expects this many bytes: read them into
                        one buffer (0 = no preference) */
-  int reading;      /* uv_read_start is active */
-  int read_eof;
-  int out_blocked; /* reading paused until the output drains */
   /* writing */
   rl_buf out;     /* bytes queued, not yet handed to libuv */
   rl_slice *refs; /* malloc'd: shared buffers queued among out's bytes */
-  size_t nrefs, refs_cap;
+  uint32_t nrefs, refs_cap;
   size_t queued;          /* bytes queued: out.len plus the shared slices */
   size_t inflight;        /* bytes in uv_write requests */
-  int nwrites;            /* uv_write requests pending */
   uint64_t queued_total;  /* bytes ever queued */
   uint64_t written_total; /* bytes ever written */
-  int backlogged;         /* output had to wait for the socket; the upper layer
-                             clears it when it has told its user of the drain */
-  /* deadlines and closing */
+  int nwrites;            /* uv_write requests pending */
+  /* deadlines */
   uint64_t idle_ms;   /* drop a peer whose output stays blocked this long */
-  int timer_kind;     /* RL_T_*: who the deadline is for */
   uint64_t deadline;  /* loop time the timeout is due, 0 = none */
   uint64_t timer_due; /* when the libuv timer fires next */
-  int closing;        /* the close sequence started: on_close has run */
-  int want_close;     /* shut down once the output is written */
-  int lingering;      /* shut down; discarding input until EOF or timer */
+  uint64_t id;        /* unique per io: tells reused addresses apart */
+  /* flags */
+  uint8_t open_handles; /* tcp and timer until closed */
+  uint8_t is_dirty;     /* on io's dirty list */
+  uint8_t deferred;     /* call on_continue from the flusher */
+  uint8_t in_shared;    /* in.base is io->rbuf, lent for one read */
+  uint8_t borrow;       /* with no buffer of its own, borrow io->rbuf */
+  uint8_t reading;      /* uv_read_start is active */
+  uint8_t read_eof;
+  uint8_t out_blocked; /* reading paused until the output drains */
+  uint8_t backlogged;  /* output had to wait for the socket; the upper layer
+                          clears it when it has told its user of the drain */
+  uint8_t timer_kind;  /* RL_T_*: who the deadline is for */
+  uint8_t closing;     /* the close sequence started: on_close has run */
+  uint8_t want_close;  /* shut down once the output is written */
+  uint8_t lingering;   /* shut down; discarding input until EOF or timer */
   /* who */
-  uint64_t id;     /* unique per io: tells reused addresses apart */
-  char remote[64]; /* peer address */
-  int remote_port;
+  uint16_t remote_port;
+  char remote[48]; /* peer address (INET6_ADDRSTRLEN is 46) */
 };
 
 /* The handles are closing: nothing more is read or written. */

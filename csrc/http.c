@@ -321,12 +321,12 @@ static int proxy_header(rl_http *h) {
   size_t ll = (size_t)(nl - p) - 1;
   memcpy(line, p, ll);
   line[ll] = 0;
-  char proto[8], src[64], dst[64];
+  char proto[8], src[48], dst[48];
   int sport, dport;
   if (strcmp(line, "PROXY UNKNOWN") == 0 ||
       strncmp(line, "PROXY UNKNOWN ", 14) == 0) {
     /* keep the real peer */
-  } else if (sscanf(line, "PROXY %7s %63s %63s %d %d", proto, src, dst, &sport,
+  } else if (sscanf(line, "PROXY %7s %47s %47s %d %d", proto, src, dst, &sport,
                     &dport) == 5 &&
              (strcmp(proto, "TCP4") == 0 || strcmp(proto, "TCP6") == 0)) {
     struct sockaddr_in6 a6;

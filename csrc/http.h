@@ -57,7 +57,6 @@ struct rl_http {
   rl_conn *conn;
   const rl_http_cfg *cfg;
   const rl_http_cbs *cbs;
-  int state;
   llhttp_t parser;
   /* The request being parsed (accumulators; spans are copied because the
    * read buffer moves). */
@@ -65,21 +64,22 @@ struct rl_http {
   rl_buf hdrs;  /* names (lower-cased) and values */
   rl_buf hlist; /* rl_header array */
   rl_buf body;
-  int field_open; /* 0 expect a name, 1 in a name, 2 in its value */
-  int in_message; /* between message begin and message complete */
-  int head_done;  /* the current message's headers are complete */
-  int err_status; /* status for an error found in a callback */
   const char *err_reason;
-  int head_only;     /* HEAD request */
-  int keep_alive;    /* of the current request/response */
-  int http_minor;    /* of the current request */
-  int websocket;     /* the request is a valid WebSocket upgrade */
-  int msg_complete;  /* parser paused at a complete message */
-  int proxy_pending; /* PROXY header still expected */
-  int timer_mode;    /* http.c's TIMER_*: what the deadline is for */
-  int closed_up;     /* cbs->on_close has run */
-  int goaway;        /* the server is stopping: close after this response */
-  void *stream;      /* RL_STREAM: the upper layer's object, for its use */
+  void *stream;          /* RL_STREAM: the upper layer's object, for its use */
+  uint16_t err_status;   /* status for an error found in a callback */
+  uint8_t state;         /* RL_READING ... */
+  uint8_t field_open;    /* 0 expect a name, 1 in a name, 2 in its value */
+  uint8_t in_message;    /* between message begin and message complete */
+  uint8_t head_done;     /* the current message's headers are complete */
+  uint8_t head_only;     /* HEAD request */
+  uint8_t keep_alive;    /* of the current request/response */
+  uint8_t http_minor;    /* of the current request */
+  uint8_t websocket;     /* the request is a valid WebSocket upgrade */
+  uint8_t msg_complete;  /* parser paused at a complete message */
+  uint8_t proxy_pending; /* PROXY header still expected */
+  uint8_t timer_mode;    /* http.c's TIMER_*: what the deadline is for */
+  uint8_t closed_up;     /* cbs->on_close has run */
+  uint8_t goaway;        /* the server is stopping: close after this one */
 };
 
 /* Speak HTTP on c (h is its ext area, zeroed): start reading. */
