@@ -3,7 +3,8 @@
 # a deterministic figure (unlike CPU time on a shared VM) for comparing two
 # builds of ringlet. Two loads on bench/app.lua:
 #
-#   http: wrk -t1 -c$CONNS on GET /hello for $DURATION; instructions / requests
+#   http: wrk -t1 -c$CONNS on GET $URL_PATH (/hello) for $DURATION;
+#         instructions / requests
 #   ws:   wsbench, 10 connections x $MESSAGES 32-byte text echoes at depth 1;
 #         instructions / messages
 #
@@ -16,7 +17,8 @@
 # each GC step serve); compare builds over alternating runs.
 #
 # RINGLET_BIN [build/ringlet], WSBENCH_BIN [bench/wsbench-bin.sh's choice],
-# DURATION [8s], CONNS [10] (wrk -c), MESSAGES [3000] and OUT (a directory
+# DURATION [8s], CONNS [10] (wrk -c), URL_PATH [/hello] (/stream: the
+# chunked iterator body), MESSAGES [3000] and OUT (a directory
 # to keep callgrind.out.* in, for callgrind_annotate) override the defaults.
 # For function names inside Lua, build liblua5.4 from `apt-get source
 # lua5.4` with -g and put its directory in LD_LIBRARY_PATH.
@@ -28,6 +30,7 @@ BIN=${RINGLET_BIN:-build/ringlet}
 DURATION=${DURATION:-8s}
 MESSAGES=${MESSAGES:-3000}
 CONNS=${CONNS:-10}
+URL_PATH=${URL_PATH:-/hello}
 what=${1:-all}
 
 die() {
@@ -83,8 +86,8 @@ stop_server() {
 if [ "$what" = http ] || [ "$what" = all ]; then
   command -v wrk >/dev/null || die "wrk is not installed"
   start_server http
-  echo "callgrind: wrk -t1 -c$CONNS -d$DURATION http://127.0.0.1:$port/hello" >&2
-  n=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/hello" |
+  echo "callgrind: wrk -t1 -c$CONNS -d$DURATION http://127.0.0.1:$port$URL_PATH" >&2
+  n=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port$URL_PATH" |
     awk '/requests in/ { print $1 }')
   stop_server http "${n:-0}" requests
 fi
