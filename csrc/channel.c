@@ -17,7 +17,14 @@
 #include "channel.h"
 
 /* user values of the channel userdata */
-enum { CH_OPTS = 1, CH_REQ = 2, CH_RESP = 3, CH_ON_MESSAGE = 4, CH_NUV = 4 };
+enum {
+  CH_OPTS = 1,
+  CH_REQ = 2,
+  CH_RESP = 3,
+  CH_ON_MESSAGE = 4,
+  CH_GROUPS = 5, /* the groups it is in: group -> true (group.c's) */
+  CH_NUV = 5
+};
 
 typedef struct {
   uint64_t mark; /* done when conn->written_total reaches it */
@@ -46,6 +53,7 @@ struct rl_channel {
   int ping_outstanding;   /* a ping went out and no pong came back */
   size_t max_buffered;    /* bytes queued past which send refuses */
   int has_drain;          /* opts.on_drain is set */
+  int in_groups;          /* CH_GROUPS holds a table */
   rl_send *sends;         /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
 };
@@ -276,11 +284,21 @@ static void ch_release(lua_State *L, rl_channel *ch, int response_done) {
     rl__http_response_done(h);
 }
 
+static void (*leave_groups)(lua_State *L, int uidx); /* group.c's */
+
+void rl__channel_on_leave(void (*fn)(lua_State *L, int uidx)) {
+  leave_groups = fn;
+}
+
 static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
                        const char *reason) {
   if (ch->close_fired)
     return;
   ch->close_fired = 1;
+  if (ch->in_groups && leave_groups) {
+    ch->in_groups = 0;
+    leave_groups(L, uidx); /* a member that closes leaves by itself */
+  }
   lua_createtable(L, 0, 2);
   if (code) {
     lua_pushinteger(L, code);
@@ -1016,4 +1034,72 @@ void rl__channel_open_lib(lua_State *L) {
   lua_pushcclosure(L, ch_gc, 1);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
+}
+
+/* ---- for groups: a broadcast's fast path ----------------------------------
+ */
+
+int rl__channel_open(const rl_channel *ch) {
+  return ch->conn != NULL && !ch->closed;
+}
+
+int rl__channel_deliver(rl_channel *ch, rl_msg *m) {
+  if (ch->closed || ch->conn == NULL)
+    return RL_DELIVER_SKIPPED;
+  size_t queued = ch_buffered(ch);
+  if (queued > 0 && queued >= ch->max_buffered)
+    return RL_DELIVER_FULL;
+  if (ch->ws) {
+    if (m->frame == NULL &&
+        (m->frame = rl__ws_frame(m->binary ? RL_WS_BINARY : RL_WS_TEXT, m->p,
+                                 m->n)) == NULL)
+      return RL_DELIVER_SKIPPED; /* out of memory */
+    if (rl__ws_send_shared(ch->sock, m->frame) != 0)
+      return RL_DELIVER_SKIPPED; /* closing */
+  } else if (!ch->head_sent) {
+    return RL_DELIVER_WHOLE;
+  } else if (ch->framing == RL_FRAME_CHUNKED) {
+    if (m->n == 0)
+      return RL_DELIVER_SENT; /* an empty chunk would end the stream */
+    if (m->chunk == NULL && (m->chunk = rl__http_chunk_new(m->p, m->n)) == NULL)
+      return RL_DELIVER_SKIPPED;
+    rl__conn_write_shared(ch->conn, m->chunk);
+  } else if (ch->framing != RL_FRAME_NONE) {
+    rl__http_write(ch->http, m->p, m->n); /* close-delimited (HTTP/1.0) */
+  }
+  ch_touch(ch);
+  if (ch->has_drain)
+    ch->conn->backlogged = 1; /* on_drain once it is all written */
+  return RL_DELIVER_SENT;
+}
+
+void rl__channel_full(lua_State *L, int idx, int close) {
+  rl_channel *ch = lua_touserdata(L, idx);
+  idx = lua_absindex(L, idx);
+  if (ch->closed || ch->conn == NULL)
+    return;
+  if (!close) {
+    call_on_error(L, ch, idx,
+                  "send buffer full: the peer is not reading "
+                  "(max_buffered reached); a group message was skipped");
+    return;
+  }
+  if (ch->ws) {
+    ch->closed = 1;
+    rl__ws_close(ch->sock, 1013, "send buffer full", 16); /* try again later */
+  } else {
+    ch_finish(L, ch, idx);
+  }
+}
+
+void rl__channel_groups(lua_State *L, int idx, int create) {
+  rl_channel *ch = lua_touserdata(L, idx);
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, idx, CH_GROUPS) == LUA_TTABLE || !create)
+    return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, CH_GROUPS);
+  ch->in_groups = 1;
 }

@@ -35,4 +35,38 @@ void rl__channel_written(rl_channel *ch);
 void rl__channel_detach(rl_channel *ch);
 void rl__channel_open_lib(lua_State *L);
 
+/* ---- for groups (group.c): a broadcast's fast path ------------------------
+ * One message, framed once per transport: the first WebSocket member makes
+ * the frame and the first streaming member the chunk; every other member's
+ * write queue shares them (rl_shared), so a member costs no copy and no Lua
+ * call. The caller drops frame and chunk (rl__shared_unref) at the end. */
+typedef struct {
+  const char *p;
+  size_t n;
+  int binary;
+  rl_shared *frame; /* the WebSocket frame, once made */
+  rl_shared *chunk; /* the HTTP chunk, once made */
+} rl_msg;
+
+enum {
+  RL_DELIVER_SENT,    /* queued */
+  RL_DELIVER_SKIPPED, /* closed, closing or not attached yet */
+  RL_DELIVER_FULL,    /* over its max_buffered: nothing queued */
+  RL_DELIVER_WHOLE    /* an HTTP channel that has sent nothing (long
+                         polling): answer it with ch:send(msg, {close=true}) */
+};
+/* Attached and not closing: it may join a group. */
+int rl__channel_open(const rl_channel *ch);
+/* Queue m on the channel ch. Runs no Lua. */
+int rl__channel_deliver(rl_channel *ch, rl_msg *m);
+/* The channel at idx was skipped for being full: close it (1013 on a
+ * WebSocket) when close is set, else tell its on_error. */
+void rl__channel_full(lua_State *L, int idx, int close);
+/* Push the set of groups the channel at idx is in (a table group -> true),
+ * made on first use when create is set (else nil when it has none). */
+void rl__channel_groups(lua_State *L, int idx, int create);
+/* The channel at index uidx is closing (on_close fires): fn removes it from
+ * its groups. Registered once by the layer above. */
+void rl__channel_on_leave(void (*fn)(lua_State *L, int uidx));
+
 #endif

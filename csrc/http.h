@@ -115,6 +115,9 @@ int rl__http_write_head(rl_http *h, lua_State *L, int status, int hidx,
                         int framing, uint64_t clen, const char *extra,
                         const char **err);
 void rl__http_chunk(rl_http *h, const char *p, size_t n); /* one chunk */
+/* One chunk as a shared buffer, for many streams (rl__conn_write_shared);
+ * NULL when out of memory. n must not be 0. */
+rl_shared *rl__http_chunk_new(const char *p, size_t n);
 static inline void rl__http_write(rl_http *h, const void *p, size_t n) {
   rl__conn_write(h->conn, p, n);
 }

@@ -293,6 +293,18 @@ void rl__http_chunk(rl_http *h, const char *p, size_t n) {
   rl__conn_write(h->conn, "\r\n", 2);
 }
 
+rl_shared *rl__http_chunk_new(const char *p, size_t n) {
+  char head[24];
+  int hl = snprintf(head, sizeof head, "%zx\r\n", n);
+  rl_shared *s = rl__shared_new(NULL, (size_t)hl + n + 2);
+  if (s) {
+    memcpy(s->data, head, (size_t)hl);
+    memcpy(s->data + hl, p, n);
+    memcpy(s->data + hl + n, "\r\n", 2);
+  }
+  return s;
+}
+
 int rl__http_write_error(rl_http *h, int status, const char *detail) {
   if (status >= 400 && status != 500 && status != 503)
     h->keep_alive = 0;
