@@ -4,6 +4,8 @@
 --   GET /hello   200 text/plain "Hello, World!"
 --   GET /stream  200 text/plain, chunked: "chunk 1\n" .. "chunk 10\n"
 --   /ws          WebSocket echo, text as text and binary as binary
+--   /sub         WebSocket: joins the subscribers' group
+--   /pub         WebSocket: each message is broadcast to the subscribers
 --
 -- Anything else is a 404.
 --
@@ -16,6 +18,15 @@ local CHUNKS = 10
 
 local function echo(ch, message, binary)
   ch:send(message, { binary = binary })
+end
+
+local subscribers = ringlet.group()
+
+local function websocket_only(req, opts)
+  if not req.websocket then
+    return { status = 426, headers = TEXT, body = "WebSocket only\n" }
+  end
+  return ringlet.as_channel(req, opts)
 end
 
 local routes = {
@@ -37,10 +48,21 @@ local routes = {
   end,
 
   ["/ws"] = function(req)
-    if not req.websocket then
-      return { status = 426, headers = TEXT, body = "WebSocket only\n" }
-    end
-    return ringlet.as_channel(req, { on_message = echo })
+    return websocket_only(req, { on_message = echo })
+  end,
+
+  ["/sub"] = function(req)
+    return websocket_only(req, {
+      on_open = function(ch) subscribers:add(ch) end,
+    })
+  end,
+
+  ["/pub"] = function(req)
+    return websocket_only(req, {
+      on_message = function(_, message, binary)
+        subscribers:broadcast(message, { binary = binary })
+      end,
+    })
   end,
 }
 

@@ -3,6 +3,8 @@
  *   wsbench --port P [--host 127.0.0.1] [--path /] [--conns N]
  *           [--messages M] [--size S] [--depth D] [--binary] [--timeout T]
  *   wsbench --port P --idle K [--hold SECONDS]
+ *   wsbench --port P --publish /pub --path /sub --conns N --messages M
+ *           [--size S] [--depth D] [--burst B] [--binary]
  *
  * Echo mode opens N connections on one loop, upgrades them all, then keeps D
  * messages of S bytes in flight on each until M messages per connection have
@@ -10,7 +12,14 @@
  * throughput and the latency from send to complete echo. Idle mode upgrades
  * K connections, prints "idle: K connections open", sends nothing for
  * SECONDS and closes them. Both end with a close 1000 handshake on every
- * connection. Exit status: 0 ok, 1 error or wrong echo, 2 timeout. */
+ * connection. Broadcast mode (--publish PATH) opens one publisher on PATH
+ * and N subscribers on --path; the publisher sends M messages, keeping at
+ * most D of them not yet received by every subscriber, and each subscriber
+ * must receive all M, byte for byte and in order (with --burst B it waits
+ * until B can go and sends them in one write). It prints deliveries per
+ * second (N x M over the time) and the latency from publishing a message
+ * to its arrival at the last subscriber. Exit status: 0 ok, 1 error or
+ * wrong echo, 2 timeout. */
 #define _POSIX_C_SOURCE 200809L /* uv.h needs POSIX types under -std=c11 */
 #include <ctype.h>
 #include <signal.h>
@@ -52,9 +61,12 @@ typedef struct wreq {
 } wreq;
 
 static struct {
-  const char *host, *path;
+  const char *host, *path, *publish;
+  uint32_t
+      *got; /* broadcast: per message in flight, subscribers that have it */
   int port, binary;
   uint32_t nconns, messages, depth, idle;
+  uint32_t burst; /* broadcast: the publisher waits for room for this many */
   size_t size;
   double hold, timeout;
   uv_loop_t *loop;
@@ -275,7 +287,7 @@ static void pump(conn *c) {
   size_t hl = header_len(g.size), len = n * (hl + g.size);
   unsigned char *p;
   wreq *w;
-  if (n == 0 || c->state != ST_OPEN)
+  if (n == 0 || c->state != ST_OPEN || (g.publish && c->id != 0))
     return;
   p = (w = wreq_new(len))->data;
   g.now = uv_hrtime();
@@ -303,6 +315,21 @@ static double pct(double p) {
 
 static void print_stats(uint64_t end) {
   double secs = (double)(end - g.start) / 1e9;
+  if (g.publish) {
+    double deliveries = (double)g.messages * (g.nconns - 1);
+    qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
+    printf("subscribers: %u\n", g.nconns - 1);
+    printf("messages: %u published, %zu B %s, depth %u, burst %u\n", g.messages,
+           g.size, g.binary ? "binary" : "text", g.depth, g.burst);
+    printf("deliveries: %.0f\n", deliveries);
+    printf("elapsed: %.3f s\n", secs);
+    printf("deliveries/s: %.0f\n", deliveries / secs);
+    printf("messages/s: %.0f\n", (double)g.messages / secs);
+    printf("latency p50: %.0f us (publish to the last subscriber)\n", pct(50));
+    printf("latency p99: %.0f us\n", pct(99));
+    fflush(stdout);
+    return;
+  }
   printf("connections: %u\n", g.nconns);
   printf("messages: %zu (%u per connection)\n", g.nlat, g.messages);
   printf("payload: %zu B %s\n", g.size, g.binary ? "binary" : "text");
@@ -401,9 +428,16 @@ static void all_upgraded(void) {
   }
   g.phase = PH_RUN;
   g.start = uv_hrtime();
+  if (g.publish)
+    printf("subscribers: %u upgraded in %.1f ms\n", g.nconns - 1,
+           (double)(g.hs_end - g.t0) / 1e6);
   for (uint32_t i = 0; i < g.nconns; i++)
     pump(&g.conns[i]);
 }
+
+/* The connection whose stamp a message to c carries: its own echo, or the
+ * publisher's (connection 0) in broadcast mode. */
+static unsigned source(const conn *c) { return g.publish ? 0 : c->id; }
 
 static void mismatch(conn *c, uint32_t m, const unsigned char *d, size_t n) {
   unsigned char *want = xrealloc(NULL, g.size);
@@ -412,7 +446,7 @@ static void mismatch(conn *c, uint32_t m, const unsigned char *d, size_t n) {
   char head[32];
   memcpy(head, d, common < 31 ? common : 31);
   head[common < 31 ? common : 31] = 0;
-  fill_payload(want, c->id, m);
+  fill_payload(want, source(c), m);
   while (i < common && want[i] == d[i])
     i++;
   fprintf(stderr, "wsbench: conn %u: echo of message %u differs", c->id,
@@ -434,10 +468,34 @@ static void mismatch(conn *c, uint32_t m, const unsigned char *d, size_t n) {
       fprintf(stderr, "%s%02x", j == i ? " >" : " ", s[j]);
     fputc('\n', stderr);
   }
-  if (sscanf(head, "%u:%u|", &oc, &om) == 2 && oc == c->id && om != m)
+  if (sscanf(head, "%u:%u|", &oc, &om) == 2 && oc == source(c) && om != m)
     fprintf(stderr, "  (it carries the stamp of message %u: out of order?)\n",
             om);
   exit(1);
+}
+
+/* Broadcast: subscriber c has message m; once every subscriber has the
+ * publisher's oldest message in flight, the publisher may send another. */
+static void delivered(conn *c, uint32_t m) {
+  conn *pub = &g.conns[0];
+  c->recvd++;
+  if (++g.got[m % g.depth] < g.nconns - 1)
+    return;
+  while (pub->recvd < pub->sent &&
+         g.got[pub->recvd % g.depth] == g.nconns - 1) {
+    g.got[pub->recvd % g.depth] = 0;
+    g.lat[g.nlat++] = g.now - pub->sent_at[pub->recvd % g.depth];
+    pub->recvd++;
+  }
+  if (pub->recvd == g.messages) {
+    g.end = g.now;
+    print_stats(g.end);
+    start_close();
+    return;
+  }
+  if (g.depth - (pub->sent - pub->recvd) >= g.burst ||
+      pub->sent + (g.depth - (pub->sent - pub->recvd)) >= g.messages)
+    pump(pub);
 }
 
 static void deliver(conn *c, int op, const unsigned char *d, size_t n) {
@@ -449,18 +507,22 @@ static void deliver(conn *c, int op, const unsigned char *d, size_t n) {
       return;
     fail(c, "unexpected %zu-byte message from the server", n);
   }
-  if (m == c->sent)
-    fail(c, "message from the server while none is in flight (%u echoed)",
+  if (g.publish ? c->id == 0 || m == g.conns[0].sent : m == c->sent)
+    fail(c, "message from the server while none is in flight (%u received)",
          (unsigned)m);
   if (op != (g.binary ? 2 : 1))
     fail(c, "echo of message %u is a %s message, expected %s", (unsigned)m,
          op == 1 ? "text" : "binary", g.binary ? "binary" : "text");
-  sl = stamp(st, c->id, m);
+  sl = stamp(st, source(c), m);
   if (sl > g.size)
     sl = g.size;
   if (n != g.size || memcmp(d, st, sl) ||
-      memcmp(d + sl, g.pat + shift(c->id, m) + sl, n - sl))
+      memcmp(d + sl, g.pat + shift(source(c), m) + sl, n - sl))
     mismatch(c, m, d, n);
+  if (g.publish) {
+    delivered(c, m);
+    return;
+  }
   g.lat[g.nlat++] = g.now - c->sent_at[m % g.depth];
   if (++c->recvd == g.messages && ++g.done == g.nconns) {
     g.end = g.now;
@@ -679,7 +741,8 @@ static void connect_cb(uv_connect_t *req, int status) {
   conn *c = req->handle->data;
   unsigned char key[16];
   char key64[32], host[64];
-  wreq *w = wreq_new(512 + strlen(g.path));
+  const char *path = g.publish && c->id == 0 ? g.publish : g.path;
+  wreq *w = wreq_new(512 + strlen(path));
   int n;
   if (status < 0)
     fail(c, "connect to %s port %d: %s", g.host, g.port, uv_strerror(status));
@@ -691,11 +754,11 @@ static void connect_cb(uv_connect_t *req, int status) {
   ws_accept(key64, c->accept);
   snprintf(host, sizeof host, strchr(g.host, ':') ? "[%s]:%d" : "%s:%d", g.host,
            g.port);
-  n = snprintf((char *)w->data, 512 + strlen(g.path),
+  n = snprintf((char *)w->data, 512 + strlen(path),
                "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                "Sec-WebSocket-Version: 13\r\n\r\n",
-               g.path, host, key64);
+               path, host, key64);
   c->state = ST_HANDSHAKE;
   uv_tcp_nodelay(&c->tcp, 1);
   submit(c, w, (size_t)n);
@@ -726,6 +789,7 @@ static void usage(void) {
           "         [--messages M] [--size S] [--depth D] [--binary]\n"
           "         [--timeout SECONDS]\n"
           "       wsbench --port P --idle K [--hold SECONDS] ...\n"
+          "       wsbench --port P --publish /pub --path /sub --conns N ...\n"
           "  --messages is per connection; --size in bytes; --depth is the\n"
           "  number of messages in flight per connection. --timeout (default\n"
           "  60, plus the hold time) exits 2 with what was measured.\n");
@@ -745,7 +809,7 @@ int main(int argc, char **argv) {
   char acc[32];
   int r;
   g.host = "127.0.0.1", g.path = "/", g.port = -1;
-  g.nconns = 50, g.messages = 1000, g.size = 32, g.depth = 1;
+  g.nconns = 50, g.messages = 1000, g.size = 32, g.depth = 1, g.burst = 1;
   g.hold = 10, g.timeout = 60;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -762,6 +826,10 @@ int main(int argc, char **argv) {
       g.port = (int)num(v, 1, 65535);
     else if (strcmp(a, "--path") == 0)
       g.path = v;
+    else if (strcmp(a, "--publish") == 0)
+      g.publish = v;
+    else if (strcmp(a, "--burst") == 0)
+      g.burst = (uint32_t)num(v, 1, 1e6);
     else if (strcmp(a, "--conns") == 0)
       g.nconns = (uint32_t)num(v, 1, 1e6);
     else if (strcmp(a, "--messages") == 0)
@@ -790,8 +858,14 @@ int main(int argc, char **argv) {
     die("SHA-1 self-test failed: %s", acc);
   if (g.idle)
     g.nconns = g.idle, g.timeout += g.hold;
+  if (g.publish && (g.idle || g.publish[0] != '/'))
+    usage();
+  if (g.publish)
+    g.nconns++; /* connection 0 publishes */
   if (g.depth > g.messages)
     g.depth = g.messages;
+  if (g.burst > g.depth)
+    g.burst = g.depth;
   if ((double)g.depth * (double)(g.size + 14) > 2e9)
     die("--depth times --size is over 2 GB");
   signal(SIGPIPE, SIG_IGN);
@@ -803,8 +877,11 @@ int main(int argc, char **argv) {
     g.pat[i] = g.binary ? (unsigned char)(rnd() >> 56)
                         : (unsigned char)(' ' + i * 7 % 95);
   g.conns = calloc(g.nconns, sizeof *g.conns);
-  g.lat = g.idle ? NULL : calloc((size_t)g.nconns * g.messages, 8);
-  if (!g.conns || (!g.idle && !g.lat))
+  g.lat = g.idle      ? NULL
+          : g.publish ? calloc(g.messages, 8)
+                      : calloc((size_t)g.nconns * g.messages, 8);
+  g.got = g.publish ? calloc(g.depth, sizeof *g.got) : NULL;
+  if (!g.conns || (!g.idle && !g.lat) || (g.publish && !g.got))
     die("out of memory");
 
   g.loop = uv_default_loop();

@@ -439,6 +439,10 @@ void rl__conn_write(rl_conn *c, const void *p, size_t n) {
 void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
   if (c->lingering || rl__conn_closed(c) || s->len == 0)
     return;
+  if (s->len < RL_SHARE_MIN) { /* copying is cheaper than one more slice */
+    rl__conn_write(c, s->data, s->len);
+    return;
+  }
   if (c->nrefs == c->refs_cap) {
     uint32_t cap = c->refs_cap ? c->refs_cap * 2 : 4;
     rl_slice *r = realloc(c->refs, cap * sizeof *r);
@@ -538,7 +542,7 @@ static int queue_bufs(rl_conn *c, uv_buf_t *b, int max) {
 static void flush(rl_conn *c) {
   if (rl__conn_closed(c) || c->queued == 0)
     return;
-  uv_buf_t small[8], *b = small;
+  uv_buf_t small[32], *b = small;
   int nb = 1;
   if (c->nrefs == 0 && c->out.len <= RL_BUF_MAX) {
     small[0] = uv_buf_init(c->out.base, (unsigned)c->out.len); /* usual */

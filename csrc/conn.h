@@ -194,7 +194,11 @@ void rl__conn_in_trim(rl_conn *c, size_t want);
 /* Writing: queue bytes for the flusher. */
 void rl__conn_write(rl_conn *c, const void *p, size_t n);
 void rl__conn_mark_dirty(rl_conn *c); /* the flusher visits c this turn */
-/* Queue a shared buffer (takes a reference; the bytes are not copied). */
+/* Queue a shared buffer: one of RL_SHARE_MIN bytes or more is queued by
+ * reference (it takes one; the bytes are not copied), a smaller one is
+ * copied (a memcpy of a few hundred bytes costs less than a slice, its
+ * iovec and its reference). */
+#define RL_SHARE_MIN 512
 void rl__conn_write_shared(rl_conn *c, rl_shared *s);
 /* Build output in place: append to rl__conn_outbuf(c) after noting its
  * len, then rl__conn_commit(c, that len) queues what was appended. */

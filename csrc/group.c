@@ -1,31 +1,38 @@
 /* Groups (group.h): http-kit's ChannelStore, built in.
  *
- * A group is a userdata whose first user value is its members table
- * (channel -> attachment, true when none); each channel keeps the set of
+ * A group is a userdata holding its members twice: in Lua tables of its
+ * user values (channel -> attachment, channel -> slot, slot -> channel),
+ * which keep the channels alive and answer has/each, and in a C array of
+ * the channels' C structs in slot order, which a broadcast walks. Removal
+ * moves the last member into the freed slot. Each channel keeps the set of
  * groups it is in (channel.c's CH_GROUPS), so a member that closes leaves
- * every group as its on_close fires. A plain broadcast walks the members
- * table in C and hands each channel the same message, framed once per
- * transport (rl__channel_deliver): one WebSocket frame and one HTTP chunk,
- * shared by reference by every member's write queue, and no Lua call per
- * member. What may run Lua (telling a full member, answering a long-polling
- * one with a whole response) waits until the walk is over.
+ * every group as its on_close fires. A plain broadcast walks the array and
+ * hands each channel the same message, framed once per transport
+ * (rl__channel_deliver): one WebSocket frame and one HTTP chunk shared by
+ * every member's write queue, and no Lua call per member. What may run Lua
+ * (telling a full member, answering a long-polling one with a whole
+ * response) waits until the walk is over.
  *
  * A store (ringlet.groups()) maps names to groups, made on first add and
  * dropped when their last member leaves.
  *
  * Owns: the group and store userdata. May call: channel.h, ctx.h, conn.h,
  * base.h, Lua. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "group.h"
 
 typedef struct {
-  int count;      /* members */
-  int close_full; /* on_full = "close": a full member is closed */
+  int count;          /* members */
+  int close_full;     /* on_full = "close": a full member is closed */
+  rl_channel **slots; /* malloc'd: the members' C structs, by slot - 1 */
+  int cap;
 } rl_group;
 
-/* user values of a group */
-enum { G_MEMBERS = 1, G_STORE = 2, G_NAME = 3, G_NUV = 3 };
+/* user values of a group: channel -> attachment (or true), channel ->
+ * slot, slot -> channel; a store's table and the name in it */
+enum { G_MEMBERS = 1, G_INDEX, G_SLOTS, G_STORE, G_NAME, G_NUV = G_NAME };
 
 typedef struct {
   int close_full; /* for the groups it makes */
@@ -69,12 +76,41 @@ static rl_channel *check_channel(lua_State *L, int idx) {
 
 static rl_group *new_group(lua_State *L, int close_full) {
   rl_group *g = lua_newuserdatauv(L, sizeof *g, G_NUV);
-  g->count = 0;
+  memset(g, 0, sizeof *g);
   g->close_full = close_full;
   luaL_setmetatable(L, RL_GROUP_MT);
-  lua_newtable(L);
-  lua_setiuservalue(L, -2, G_MEMBERS);
+  for (int uv = G_MEMBERS; uv <= G_SLOTS; uv++) {
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, uv);
+  }
   return g;
+}
+
+static int g_gc(lua_State *L) {
+  rl_group *g = lua_touserdata(L, 1);
+  free(g->slots);
+  g->slots = NULL;
+  g->count = g->cap = 0;
+  return 0;
+}
+
+/* t[k] = v with t the user value uv of the group at gidx; k and v are
+ * stack indices (0 for nil) or, for integers, given as ki/vi. */
+static void uv_set(lua_State *L, int gidx, int uv, int k, lua_Integer ki, int v,
+                   lua_Integer vi) {
+  lua_getiuservalue(L, gidx, uv);
+  if (k)
+    lua_pushvalue(L, k);
+  else
+    lua_pushinteger(L, ki);
+  if (v > 0)
+    lua_pushvalue(L, v);
+  else if (v < 0)
+    lua_pushinteger(L, vi);
+  else
+    lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 }
 
 /* Is the channel at cidx a member of the group at gidx? */
@@ -113,6 +149,14 @@ static int add(lua_State *L, int gidx, int cidx, int aidx) {
   if (!rl__channel_open(lua_touserdata(L, cidx)))
     return 0;
   int had = is_member(L, gidx, cidx);
+  if (!had && g->count == g->cap) {
+    int cap = g->cap ? 2 * g->cap : 8;
+    rl_channel **p = realloc(g->slots, (size_t)cap * sizeof *p);
+    if (p == NULL)
+      return luaL_error(L, "out of memory");
+    g->slots = p;
+    g->cap = cap;
+  }
   lua_getiuservalue(L, gidx, G_MEMBERS);
   lua_pushvalue(L, cidx);
   if (aidx && !lua_isnil(L, aidx))
@@ -122,7 +166,10 @@ static int add(lua_State *L, int gidx, int cidx, int aidx) {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   if (!had) {
-    g->count++;
+    int slot = ++g->count;
+    g->slots[slot - 1] = lua_touserdata(L, cidx);
+    uv_set(L, gidx, G_INDEX, cidx, 0, -1, slot);
+    uv_set(L, gidx, G_SLOTS, 0, slot, cidx, 0);
     rl__channel_groups(L, cidx, 1);
     lua_pushvalue(L, gidx);
     lua_pushboolean(L, 1);
@@ -137,11 +184,24 @@ static int remove_member(lua_State *L, int gidx, int cidx, int from_channel) {
   rl_group *g = lua_touserdata(L, gidx);
   if (!is_member(L, gidx, cidx))
     return 0;
-  lua_getiuservalue(L, gidx, G_MEMBERS);
+  /* the last member moves into the freed slot */
+  lua_getiuservalue(L, gidx, G_INDEX);
   lua_pushvalue(L, cidx);
-  lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+  lua_rawget(L, -2);
+  int slot = (int)lua_tointeger(L, -1), last = g->count;
+  lua_pop(L, 2);
+  if (slot != last) {
+    lua_getiuservalue(L, gidx, G_SLOTS);
+    lua_rawgeti(L, -1, last); /* the last member */
+    int moved = lua_gettop(L);
+    uv_set(L, gidx, G_SLOTS, 0, slot, moved, 0);
+    uv_set(L, gidx, G_INDEX, moved, 0, -1, slot);
+    g->slots[slot - 1] = g->slots[last - 1];
+    lua_pop(L, 2);
+  }
+  uv_set(L, gidx, G_SLOTS, 0, last, 0, 0);
+  uv_set(L, gidx, G_INDEX, cidx, 0, 0, 0);
+  uv_set(L, gidx, G_MEMBERS, cidx, 0, 0, 0);
   if (from_channel) {
     rl__channel_groups(L, cidx, 0);
     if (lua_istable(L, -1)) {
@@ -202,20 +262,23 @@ static int g_len(lua_State *L) {
   return 1;
 }
 
-/* Push an array {ch1, att1, ch2, att2, ...} of the members now. */
+/* Push an array {ch1, att1, ch2, att2, ...} of the members now, in the
+ * order of their slots. */
 static int snapshot(lua_State *L, int gidx, rl_group *g) {
+  int n = g->count;
   lua_getiuservalue(L, gidx, G_MEMBERS);
-  int m = lua_gettop(L);
-  lua_createtable(L, 2 * g->count, 0);
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, m)) {
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, m + 1, ++n);
-    lua_rawseti(L, m + 1, ++n);
+  lua_getiuservalue(L, gidx, G_SLOTS);
+  lua_createtable(L, 2 * n, 0);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -5); /* its attachment */
+    lua_rawseti(L, -3, 2 * i);
+    lua_rawseti(L, -2, 2 * i - 1);
   }
-  lua_remove(L, m);
-  return n / 2;
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  return n;
 }
 
 /* g:each(fn(ch, attachment)): members that leave meanwhile are skipped */
@@ -302,14 +365,12 @@ static int g_broadcast(lua_State *L) {
     }
   }
   lua_settop(L, 3);
-  lua_getiuservalue(L, 1, G_MEMBERS); /* 4 */
-  lua_pushnil(L);                     /* 5: members to finish after the walk */
-  int sent = 0, later = 0;
-  /* The walk runs no Lua, so the members table cannot change under it. */
-  lua_pushnil(L);
-  while (lua_next(L, 4)) {
-    lua_pop(L, 1);
-    rl_channel *ch = lua_touserdata(L, -1);
+  lua_getiuservalue(L, 1, G_SLOTS); /* 4 */
+  lua_pushnil(L);                   /* 5: members to finish after the walk */
+  int sent = 0, later = 0, n = g->count;
+  /* The walk runs no Lua, so the members cannot change under it. */
+  for (int i = 0; i < n; i++) {
+    rl_channel *ch = g->slots[i];
     if (ch == except)
       continue;
     int r = rl__channel_deliver(ch, &m);
@@ -320,7 +381,7 @@ static int g_broadcast(lua_State *L) {
         lua_newtable(L);
         lua_replace(L, 5);
       }
-      lua_pushvalue(L, -1);
+      lua_rawgeti(L, 4, i + 1);
       lua_rawseti(L, 5, ++later);
       lua_pushinteger(L, r);
       lua_rawseti(L, 5, ++later);
@@ -455,6 +516,8 @@ void rl__group_open_lib(lua_State *L) {
   lua_setfield(L, -2, "__len");
   lua_pushcfunction(L, g_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, g_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_newmetatable(L, RL_GROUPS_MT);
   luaL_newlib(L, store);

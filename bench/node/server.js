@@ -5,6 +5,9 @@
 //   GET /hello   200 text/plain "Hello, World!" (Content-Length)
 //   GET /stream  200 text/plain, chunked: "chunk 1\n" .. "chunk 10\n"
 //   /ws          WebSocket echo, text as text and binary as binary
+//   /sub         WebSocket: a subscriber
+//   /pub         WebSocket: each message goes to every subscriber, the way
+//                ws's README broadcasts (a loop over clients, client.send)
 //
 //   node bench/node/server.js [PORT] [HOST]   (PORT 0 picks a free one)
 //
@@ -13,7 +16,7 @@
 'use strict';
 
 const http = require('http');
-const { WebSocketServer } = require('ws');
+const { WebSocket, WebSocketServer } = require('ws');
 
 const port = Number(process.argv[2] || 0);
 const host = process.argv[3] || '127.0.0.1';
@@ -44,8 +47,28 @@ const server = http.createServer((req, res) => {
 // ws's defaults: no permessage-deflate on the server side, 100 MiB
 // maxPayload, UTF-8 of text messages checked.
 const wss = new WebSocketServer({ noServer: true });
+const subs = new WebSocketServer({ noServer: true }); // its clients: /sub
 
 server.on('upgrade', (req, socket, head) => {
+  if (req.url === '/sub') {
+    subs.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => {});
+    });
+    return;
+  }
+  if (req.url === '/pub') {
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data, isBinary) => {
+        subs.clients.forEach((client) => {
+          if (client.readyState === WebSocket.OPEN) {
+            client.send(data, { binary: isBinary });
+          }
+        });
+      });
+      ws.on('error', () => {});
+    });
+    return;
+  }
   if (req.url !== '/ws') {
     socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
     return;
@@ -63,6 +86,7 @@ server.listen(port, host, () => {
 
 function stop() {
   for (const ws of wss.clients) ws.terminate();
+  for (const ws of subs.clients) ws.terminate();
   server.close(() => process.exit(0));
   server.closeAllConnections();
   setTimeout(() => process.exit(0), 1000).unref();

@@ -36,6 +36,7 @@ static rl_io io;
 static rl_listener lst;
 static int failures, checks, phase, accepted, closes, closed_listener;
 static rl_shared *big, *small, *big_frame;
+static char hello[600]; /* round 2's message: over RL_SHARE_MIN */
 static char expect[2 * BIG + 64];
 static size_t expect_len;
 
@@ -116,7 +117,7 @@ static void on_accept(rl_listener *l, rl_conn *c) {
     }
   }
   if (phase == 2) {
-    rl_shared *frame = rl__ws_frame(RL_WS_TEXT, "hello", 5);
+    rl_shared *frame = rl__ws_frame(RL_WS_TEXT, hello, sizeof hello);
     for (rl_conn *x = lst.conns.head; x; x = x->next) {
       rl_ws *ws = x->data;
       CHECK(rl__ws_send_shared(ws, frame) == 0, "send_shared refused");
@@ -253,10 +254,14 @@ static void start_round(void) {
     expect[n++] = 'c';
     expect_len = n;
   } else if (phase == 2) {
-    static const char frames[] = "\x81\x05hello\x88\x05\x03\xe8"
-                                 "bye";
-    expect_len = sizeof frames - 1;
-    memcpy(expect, frames, expect_len);
+    /* a 600-byte text frame (shared, not copied), then the close */
+    static const char head[] = "\x81\x7e\x02\x58", bye[] = "\x88\x05\x03\xe8"
+                                                           "bye";
+    memset(hello, 'h', sizeof hello);
+    memcpy(expect, head, 4);
+    memcpy(expect + 4, hello, sizeof hello);
+    memcpy(expect + 4 + sizeof hello, bye, sizeof bye - 1);
+    expect_len = 4 + sizeof hello + sizeof bye - 1;
   } else { /* the big frame, then the echo of the client's close */
     memcpy(expect, big_frame->data, big_frame->len);
     memcpy(expect + big_frame->len, "\x88\x02\x03\xe8", 4);
