@@ -1043,6 +1043,10 @@ int rl__channel_open(const rl_channel *ch) {
   return ch->conn != NULL && !ch->closed;
 }
 
+int rl__channel_is_poll(const rl_channel *ch) {
+  return !ch->ws && !ch->head_sent;
+}
+
 int rl__channel_deliver(rl_channel *ch, rl_msg *m) {
   if (ch->closed || ch->conn == NULL)
     return RL_DELIVER_SKIPPED;

@@ -57,6 +57,9 @@ enum {
 };
 /* Attached and not closing: it may join a group. */
 int rl__channel_open(const rl_channel *ch);
+/* An HTTP channel that has sent nothing yet: a long poll, which a group
+ * answers with a whole response. */
+int rl__channel_is_poll(const rl_channel *ch);
 /* Queue m on the channel ch. Runs no Lua. */
 int rl__channel_deliver(rl_channel *ch, rl_msg *m);
 /* The channel at idx was skipped for being full: close it (1013 on a

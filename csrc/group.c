@@ -328,7 +328,9 @@ static int broadcast_each(lua_State *L, rl_group *g) {
       lua_pushvalue(L, 4);
       lua_rawgeti(L, 3, 2 * i);
       lua_call(L, 2, 1); /* 5: what to send */
-      if (!lua_isnil(L, 5) && send_via_method(L, 4, 5, 0))
+      /* a long poll gets a whole response, as from a plain broadcast */
+      if (!lua_isnil(L, 5) &&
+          send_via_method(L, 4, 5, rl__channel_is_poll(lua_touserdata(L, 4))))
         sent++;
       lua_pop(L, 1);
     }
