@@ -12,6 +12,7 @@
 -- nothing is timed.
 
 local helper = require "helper"
+local ws = require "wsclient"
 
 local quote = helper.quote
 
@@ -247,32 +248,54 @@ describe("examples/chat", function()
     helper.assert_clean_stop(srv)
   end)
 
-  it("broadcasts a message to every member, the sender included",
+  it("welcomes a member with the history, tells the room who joins and "
+    .. "leaves, and sends every line to every member with its name",
   function()
     local defer = helper.cleanup(finally)
     local srv = start_chat()
     defer(function() srv:stop() end)
-    local a, res_a = handshake(srv.port, "/ws")
+    local a, res_a = handshake(srv.port, "/ws?name=alice")
     defer(function() a:close() end)
     assert_switched(res_a)
-    local b, res_b = handshake(srv.port, "/ws")
+    local op, text = ws.read_message(a)
+    assert.equal(ws.OP.TEXT, op)
+    assert.equal('{"type":"welcome","name":"alice","count":1,"history":[]}',
+      text)
+    assert(a:send(client_frame(0x1, 'first "line" <b>')))
+    text = select(2, ws.read_message(a))
+    assert.matches('^{"type":"message","name":"alice","text":"first '
+      .. '\\"line\\" <b>","time":"%d%d:%d%d"}$', text)
+    local first = text
+
+    -- a newcomer (its name percent-encoded, cut to 24 characters) gets
+    -- the history; the others hear that it joined
+    local b, res_b = handshake(srv.port,
+      "/ws?name=b%C3%A9a%20" .. ("x"):rep(30))
     defer(function() b:close() end)
     assert_switched(res_b)
-    -- b is a member once its own message comes back to it; only then is
-    -- a's message sure to reach it.
-    assert(b:send(client_frame(0x1, "b is here")))
-    assert.same({ 0x1, "b is here" }, { server_frame(b) })
-    assert.same({ 0x1, "b is here" }, { server_frame(a) })
-    assert(a:send(client_frame(0x1, "hello from a")))
-    assert.same({ 0x1, "hello from a" }, { server_frame(b) })
-    assert.same({ 0x1, "hello from a" }, { server_frame(a) })
-    a:close()
+    local bob = "béa " .. ("x"):rep(20)
+    text = select(2, ws.read_message(b))
+    assert.equal('{"type":"welcome","name":"' .. bob .. '","count":2,'
+      .. '"history":[' .. first .. ']}', text)
+    text = select(2, ws.read_message(a))
+    assert.equal('{"type":"join","name":"' .. bob .. '","count":2}', text)
+
+    assert(b:send(client_frame(0x1, "hi\nthere")))
+    for _, sock in ipairs({ a, b }) do
+      text = select(2, ws.read_message(sock))
+      assert.matches('"name":"' .. bob .. '","text":"hi\\nthere"', text,
+        1, true)
+    end
     b:close()
+    text = select(2, ws.read_message(a))
+    assert.equal('{"type":"leave","name":"' .. bob .. '","count":1}', text)
+    a:close()
     helper.assert_clean_stop(srv)
   end)
 
   it_with(BROWSER_MISSING,
-    "shows a message typed in one Chromium tab in another tab",
+    "in Chromium: names, history for a newcomer, join and leave notices, "
+    .. "the member count, messages shown as text",
     function()
       local defer = helper.cleanup(finally)
       local srv = start_chat()

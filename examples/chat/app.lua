@@ -1,14 +1,26 @@
--- A chat room: GET / serves index.html, a page that connects to /ws; every
--- message a member sends is broadcast to every connected member (the
--- sender included), as it came: text as text, binary as binary.
+-- A chat room on a ringlet.group: GET / serves index.html, a page that asks
+-- for a name and connects to /ws?name=...; every line a member sends goes
+-- to every member (the sender included) with the sender's name and the
+-- time. Members see who joins and leaves and how many are here, and a
+-- newcomer gets the last messages first.
 --
 --   ringlet examples/chat/app.lua --port 8090
 --   then open http://127.0.0.1:8090/ in two browser tabs
+--
+-- What the server sends is JSON, one object per WebSocket message:
+--   {"type":"welcome","name":N,"count":C,"history":[{message}, ...]}
+--   {"type":"message","name":N,"text":T,"time":"HH:MM"}
+--   {"type":"join","name":N,"count":C}  {"type":"leave","name":N,"count":C}
+-- What a member sends is the text of one line.
 --
 -- The page is read once, at startup, from the directory this file is in,
 -- so the app can be started from any working directory.
 
 local ringlet = require "ringlet"
+
+local HISTORY = 20    -- messages a newcomer gets
+local MAX_TEXT = 2000 -- bytes of one line; longer ones are cut
+local MAX_NAME = 24   -- characters of a name
 
 -- This file's directory: the chunk name is "@path/to/app.lua" when the CLI
 -- (or dofile) loaded it from a file.
@@ -16,8 +28,7 @@ local source = debug.getinfo(1, "S").source
 local dir = source:match("^@(.*)/[^/]*$") or "."
 
 local function read_page()
-  local path = dir .. "/index.html"
-  local f = assert(io.open(path, "rb"))
+  local f = assert(io.open(dir .. "/index.html", "rb"))
   local page = assert(f:read("a"))
   f:close()
   return page
@@ -25,23 +36,97 @@ end
 
 local PAGE = read_page()
 
--- Every open channel of the room (a set: channel -> true). A member leaves
--- the set in on_close, whoever closed it.
-local members = {}
+-- ---- JSON out -------------------------------------------------------------
 
-local function broadcast(message, binary)
-  for ch in pairs(members) do
-    -- send returns nil for a channel that closed meanwhile; its on_close
-    -- removes it.
-    ch:send(message, { binary = binary })
+local ESCAPES = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n",
+                  ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return ESCAPES[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+local function json(t)
+  local parts = {}
+  for _, k in ipairs(t.__order) do
+    local v = t[k]
+    local out
+    if type(v) == "string" then
+      out = json_string(v)
+    elseif type(v) == "table" then
+      out = "[" .. table.concat(v, ",") .. "]" -- an array of JSON texts
+    else
+      out = tostring(v)
+    end
+    parts[#parts + 1] = json_string(k) .. ":" .. out
   end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function object(...)
+  local t = { __order = {} }
+  local args = table.pack(...)
+  for i = 1, args.n, 2 do
+    t.__order[#t.__order + 1] = args[i]
+    t[args[i]] = args[i + 1]
+  end
+  return json(t)
+end
+
+-- ---- the room -------------------------------------------------------------
+
+local room = ringlet.group()
+local history = {} -- the last HISTORY messages, as JSON texts
+local guests = 0
+
+-- A name from the query string: percent-decoded, valid UTF-8, no control
+-- characters, at most MAX_NAME characters; else a guest's number.
+local function name_of(req)
+  local raw = (req.query_string or ""):match("name=([^&]*)") or ""
+  local name = raw:gsub("%+", " "):gsub("%%(%x%x)", function(h)
+    return string.char(tonumber(h, 16))
+  end):gsub("%c", ""):match("^%s*(.-)%s*$")
+  if name == "" or not utf8.len(name) then
+    guests = guests + 1
+    return "guest " .. guests
+  end
+  if utf8.len(name) > MAX_NAME then
+    name = name:sub(1, utf8.offset(name, MAX_NAME + 1) - 1)
+  end
+  return name
+end
+
+-- Cut s to at most n bytes without splitting a UTF-8 character.
+local function cut(s, n)
+  if #s <= n then return s end
+  local i = n + 1
+  while i > 1 and (s:byte(i) or 0) & 0xC0 == 0x80 do i = i - 1 end
+  return s:sub(1, i - 1)
 end
 
 local function join(req)
+  local name = name_of(req)
   return ringlet.as_channel(req, {
-    on_open = function(ch) members[ch] = true end,
-    on_message = function(_, message, binary) broadcast(message, binary) end,
-    on_close = function(ch) members[ch] = nil end,
+    on_open = function(ch)
+      room:add(ch, name)
+      ch:send(object("type", "welcome", "name", name, "count", #room,
+        "history", history))
+      room:broadcast(object("type", "join", "name", name, "count", #room),
+        { except = ch })
+    end,
+    on_message = function(_, text, binary)
+      if binary or text == "" then return end
+      local message = object("type", "message", "name", name,
+        "text", cut(text, MAX_TEXT), "time", os.date("!%H:%M"))
+      history[#history + 1] = message
+      if #history > HISTORY then table.remove(history, 1) end
+      room:broadcast(message)
+    end,
+    -- the channel has left the room by the time on_close runs
+    on_close = function()
+      room:broadcast(object("type", "leave", "name", name, "count", #room))
+    end,
   })
 end
 

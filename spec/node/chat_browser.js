@@ -4,10 +4,11 @@
 //
 //   node spec/node/chat_browser.js http://127.0.0.1:PORT/
 //
-// Opens the page in two tabs, waits until both say "connected", types a
-// message in the first and checks it appears in the second (and in the
-// first: the sender is a member too), then answers from the second. The
-// message holds HTML markup, which must show as text, never as elements.
+// Tab 1 joins as "alice" and says something; tab 2 joins as "bob" and must
+// get it as history; alice sees "bob joined" and both count 2 members; bob
+// answers, alice sees it under bob's name; bob's tab closes and alice sees
+// "bob left" and 1 member. Messages hold HTML markup, which must show as
+// text, never as elements.
 // Exits 0 on success; otherwise prints what failed and exits 1. Every wait
 // is bounded by RINGLET_TEST_TIMEOUT seconds (default 10).
 "use strict";
@@ -31,7 +32,7 @@ if (!url) {
 
 const problems = []; // console errors and page errors, shown on failure
 
-async function openTab(page, name) {
+async function openTab(page, name, who) {
   page.setDefaultTimeout(TIMEOUT);
   page.on("console", (msg) => {
     if (msg.type() === "error") problems.push(`${name} console: ${msg.text()}`);
@@ -41,6 +42,8 @@ async function openTab(page, name) {
   if (!res || res.status() !== 200) {
     throw new Error(`${name}: GET ${url} answered ${res && res.status()}`);
   }
+  await page.fill("#name", who);
+  await page.click("#join");
   try {
     await page.waitForFunction(() =>
       document.getElementById("status").textContent === "connected",
@@ -57,19 +60,34 @@ async function say(page, text) {
   await page.click("#send");
 }
 
-// Waits until the page's message list holds an item whose text is exactly
-// `text`.
-async function expectMessage(page, name, text) {
+// Waits until the page's list holds a message from `from` whose text is
+// exactly `text` (from null: a notice with that text).
+async function expectItem(page, name, from, text) {
   try {
-    await page.waitForFunction((want) =>
-      Array.from(document.querySelectorAll("#messages li"))
-        .some((li) => li.textContent === want),
-    text, { timeout: TIMEOUT });
+    await page.waitForFunction(([from, want]) =>
+      Array.from(document.querySelectorAll("#messages li")).some((li) =>
+        from === null
+          ? li.classList.contains("notice") && li.textContent === want
+          : li.classList.contains("message") &&
+            li.querySelector(".name").textContent === from &&
+            li.querySelector(".text").textContent === want),
+    [from, text], { timeout: TIMEOUT });
   } catch (err) {
     const items = await page.$$eval("#messages li",
       (lis) => lis.map((li) => li.textContent)).catch(() => []);
-    throw new Error(`${name} did not show ${JSON.stringify(text)}; ` +
-      `its messages: ${JSON.stringify(items)}`);
+    throw new Error(`${name} did not show ${JSON.stringify(text)}` +
+      (from ? ` from ${from}` : "") + `; it shows: ${JSON.stringify(items)}`);
+  }
+}
+
+async function expectCount(page, name, n) {
+  try {
+    await page.waitForFunction((n) =>
+      document.getElementById("count").textContent === String(n),
+    n, { timeout: TIMEOUT });
+  } catch (err) {
+    const c = await page.textContent("#count").catch(() => "?");
+    throw new Error(`${name} counts ${c} members, expected ${n}`);
   }
 }
 
@@ -85,31 +103,41 @@ async function main() {
     });
     // The persistent context opens with one blank tab: it is the first.
     const first = context.pages()[0] || await context.newPage();
-    const alice = await openTab(first, "tab 1");
-    const bob = await openTab(await context.newPage(), "tab 2");
-
+    const alice = await openTab(first, "tab 1", "alice");
+    await expectCount(alice, "tab 1", 1);
     const tag = Math.random().toString(36).slice(2);
     const hello = `hello <b>bold</b> & <img src=x onerror=alert(1)> ${tag}`;
     await say(alice, hello);
-    await expectMessage(bob, "tab 2", hello);
-    await expectMessage(alice, "tab 1 (the sender)", hello);
+    await expectItem(alice, "tab 1 (the sender)", "alice", hello);
+
+    // bob comes in: the history, the notice, the count
+    const bob = await openTab(await context.newPage(), "tab 2", "bob");
+    await expectItem(bob, "tab 2 (history)", "alice", hello);
+    await expectItem(alice, "tab 1", null, "bob joined");
+    await expectCount(alice, "tab 1", 2);
+    await expectCount(bob, "tab 2", 2);
 
     const reply = `reply é 😀 ${tag}`;
     await say(bob, reply);
-    await expectMessage(alice, "tab 1", reply);
-    await expectMessage(bob, "tab 2 (the sender)", reply);
+    await expectItem(alice, "tab 1", "bob", reply);
+    await expectItem(bob, "tab 2 (the sender)", "bob", reply);
 
     for (const [name, page] of [["tab 1", alice], ["tab 2", bob]]) {
-      const elements = await page.$$eval("#messages li *", (els) => els.length);
+      const elements = await page.$$eval("#messages .text *", (els) => els.length);
       if (elements !== 0) {
         throw new Error(`${name}: a message was rendered as HTML ` +
-          `(${elements} element(s) inside the list)`);
+          `(${elements} element(s) inside a message's text)`);
       }
-      const count = await page.$$eval("#messages li", (lis) => lis.length);
+      const count = await page.$$eval("#messages li.message", (lis) => lis.length);
       if (count !== 2) {
         throw new Error(`${name} shows ${count} messages, expected 2`);
       }
     }
+
+    // bob leaves
+    await bob.close();
+    await expectItem(alice, "tab 1", null, "bob left");
+    await expectCount(alice, "tab 1", 1);
   } finally {
     if (context) await context.close().catch(() => {});
     fs.rmSync(userDataDir, { recursive: true, force: true });
@@ -127,7 +155,7 @@ main().then(() => {
     console.log("FAIL: the page reported errors:\n" + problems.join("\n"));
     process.exit(1);
   }
-  console.log("ok: a message typed in one tab appeared in the other");
+  console.log("ok: names, history, join and leave, counts, messages as text");
 }, (err) => {
   clearTimeout(watchdog);
   console.log("FAIL: " + (err && err.message ? err.message : err));
