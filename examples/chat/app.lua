@@ -9,7 +9,7 @@
 --
 -- What the server sends is JSON, one object per WebSocket message:
 --   {"type":"welcome","name":N,"count":C,"history":[{message}, ...]}
---   {"type":"message","name":N,"text":T,"time":"HH:MM"}
+--   {"type":"message","name":N,"text":T,"time":SECONDS} (since the epoch)
 --   {"type":"join","name":N,"count":C}  {"type":"leave","name":N,"count":C}
 -- What a member sends is the text of one line.
 --
@@ -118,7 +118,7 @@ local function join(req)
     on_message = function(_, text, binary)
       if binary or text == "" then return end
       local message = object("type", "message", "name", name,
-        "text", cut(text, MAX_TEXT), "time", os.date("!%H:%M"))
+        "text", cut(text, MAX_TEXT), "time", os.time())
       history[#history + 1] = message
       if #history > HISTORY then table.remove(history, 1) end
       room:broadcast(message)
