@@ -19,6 +19,7 @@
  *   http.h    http.c, response.c  protocol: HTTP/1.1 requests and responses
  *   ws.h      websocket.c         protocol: RFC 6455 frames
  *   channel.h channel.c           channels over both protocols
+ *   group.h   group.c             groups of channels, broadcast
  *   ring.h    ring.c              Ring: request and response tables, bodies
  *   server.h  server.c            servers: a listener, a handler, exchanges
  *             lringlet.c          the Lua module, require "ringlet"

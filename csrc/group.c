@@ -281,25 +281,6 @@ static int snapshot(lua_State *L, int gidx, rl_group *g) {
   return n;
 }
 
-/* g:each(fn(ch, attachment)): members that leave meanwhile are skipped */
-static int g_each(lua_State *L) {
-  rl_group *g = check_group(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
-  int n = snapshot(L, 1, g);
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 3, 2 * i - 1); /* 4: the channel */
-    if (is_member(L, 1, 4)) {
-      lua_pushvalue(L, 2);
-      lua_pushvalue(L, 4);
-      lua_rawgeti(L, 3, 2 * i);
-      lua_call(L, 2, 0);
-    }
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
 /* ch:send(msg [, {close = true}]) through the channel's own method; returns
  * whether it was sent. */
 static int send_via_method(lua_State *L, int cidx, int midx, int close) {
@@ -317,8 +298,10 @@ static int send_via_method(lua_State *L, int cidx, int midx, int close) {
   return ok;
 }
 
-/* g:broadcast(fn(ch, attachment)): fn's value goes to that member */
-static int broadcast_each(lua_State *L, rl_group *g) {
+/* fn (at 2)(ch, attachment) for each member of the group at 1, skipping
+ * those that leave meanwhile; with send, fn's value (unless nil) is sent
+ * to that member. Returns how many were sent. */
+static int call_each(lua_State *L, rl_group *g, int send) {
   lua_settop(L, 2);
   int n = snapshot(L, 1, g), sent = 0;
   for (int i = 1; i <= n; i++) {
@@ -327,24 +310,33 @@ static int broadcast_each(lua_State *L, rl_group *g) {
       lua_pushvalue(L, 2);
       lua_pushvalue(L, 4);
       lua_rawgeti(L, 3, 2 * i);
-      lua_call(L, 2, 1); /* 5: what to send */
+      lua_call(L, 2, send); /* 5: what to send */
       /* a long poll gets a whole response, as from a plain broadcast */
-      if (!lua_isnil(L, 5) &&
+      if (send && !lua_isnil(L, 5) &&
           send_via_method(L, 4, 5, rl__channel_is_poll(lua_touserdata(L, 4))))
         sent++;
-      lua_pop(L, 1);
+      lua_settop(L, 4);
     }
     lua_pop(L, 1);
   }
-  lua_pushinteger(L, sent);
-  return 1;
+  return sent;
+}
+
+/* g:each(fn(ch, attachment)) */
+static int g_each(lua_State *L) {
+  rl_group *g = check_group(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  call_each(L, g, 0);
+  return 0;
 }
 
 /* g:broadcast(message [, {binary =, except =}]) -> members it was queued for */
 static int g_broadcast(lua_State *L) {
   rl_group *g = check_group(L, 1);
-  if (lua_isfunction(L, 2))
-    return broadcast_each(L, g);
+  if (lua_isfunction(L, 2)) { /* g:broadcast(fn(ch, attachment)) */
+    lua_pushinteger(L, call_each(L, g, 1));
+    return 1;
+  }
   rl_msg m = {0};
   m.p = luaL_checklstring(L, 2, &m.n);
   const void *except = NULL;

@@ -132,6 +132,7 @@ local function read_file(name)
   f:close()
   return text
 end
+helper.read_file = read_file -- "" when it cannot be read
 
 local function app_of(app)
   if type(app) == "table" then

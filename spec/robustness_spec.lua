@@ -42,6 +42,19 @@ local function rss_kib(pid)
   return tonumber(text:match("VmRSS:%s*(%d+)"))
 end
 
+-- Read what the server sends until it closes (true) or goes quiet; and
+-- how many bytes came.
+local function drain(sock)
+  local total = 0
+  for _ = 1, 10000 do
+    local data, err, part = sock:receive(65536)
+    total = total + #(data or part or "")
+    if err == "closed" then return true, total end
+    if err == "timeout" then break end
+  end
+  return false, total
+end
+
 describe("robustness", function()
   it("survives a handler that stops its server and then sleeps", function()
     local srv = helper.start(APP)
@@ -71,13 +84,7 @@ return {
       socket.sleep(1) -- the server stopped reading; its idle timer runs
       sock:settimeout(helper.TEST_TIMEOUT)
       -- drain: what the server had queued, then the close
-      local closed, total = false, 0
-      for _ = 1, 10000 do
-        local data, err, part = sock:receive(65536)
-        total = total + #(data or part or "")
-        if err == "closed" then closed = true; break end
-        if err == "timeout" then break end
-      end
+      local closed, total = drain(sock)
       assert.is_true(closed)
       -- it was dropped while blocked, not after all 200 answers (200 MiB)
       assert.is_true(total < 50 * 1024 * 1024, ("read %d bytes"):format(total))
@@ -103,13 +110,7 @@ return {
       defer(function() sock:close() end)
       sock:send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
       socket.sleep(1.2) -- nothing read: the server's deadline passes
-      local closed, total = false, 0
-      for _ = 1, 10000 do
-        local data, err, part = sock:receive(65536)
-        total = total + #(data or part or "")
-        if err == "closed" then closed = true; break end
-        if err == "timeout" then break end
-      end
+      local closed, total = drain(sock)
       assert.is_true(closed)
       assert.is_true(total < 32 * 1024 * 1024, ("read %d bytes"):format(total))
       -- a client that reads gets all of it

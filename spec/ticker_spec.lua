@@ -5,19 +5,12 @@
 local helper = require "helper"
 local ws = require "wsclient"
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 local function seq_of(json) return tonumber(json:match('"seq":(%d+)')) end
 
 describe("examples/ticker.lua", function()
   local srv
   lazy_setup(function()
-    srv = helper.start(read_file("examples/ticker.lua"))
+    srv = helper.start(helper.read_file("examples/ticker.lua"))
   end)
   lazy_teardown(function() helper.assert_clean_stop(srv) end)
 
