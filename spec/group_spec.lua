@@ -80,6 +80,13 @@ return function(req)
     n = tostring(before) .. " " .. tostring(removed) .. " "
       .. tostring(found and g:has(found)) .. " "
       .. tostring(found and g:remove(found))
+  elseif u == "/store-remove" then
+    local found
+    g:each(function(ch, tag) if tag == q then found = ch end end)
+    local room = store:group("room")
+    n = tostring(store:remove("room", found)) .. " "
+      .. tostring(store:remove("room", found)) .. " "
+      .. tostring(room and #room) .. " " .. tostring(g:has(found))
   elseif u == "/state" then
     return { status = 200, body = serialize(state()) }
   else
@@ -211,6 +218,11 @@ describe("ringlet.group", function()
     local log = state(srv).log
     assert.equal("except 2", log[#log])
 
+    -- a store's remove takes it out of that group only
+    assert.equal("true false 2 true", post(srv, "/store-remove?c"))
+    assert.equal("2", post(srv, "/broadcast-room", "room only"))
+    expect_message(a, "room only")
+    expect_message(b, "room only")
     -- remove: has before, removed, has after, a second remove
     assert.equal("true true false false", post(srv, "/remove?b"))
     assert.same({ "a", "c" }, state(srv).tags)
