@@ -483,8 +483,10 @@ static void process(rl_http *h) {
   }
   if (h->state == RL_READING && !rl__conn_closing(c)) {
     rl__conn_read_start(c);
-    if (c->in_pos == c->in.len && !h->in_message)
+    if (c->in_pos == c->in.len && !h->in_message) {
       arm_timer(h, TIMER_IDLE);
+      rl__conn_in_trim(c, 0); /* idle: no read buffer of its own */
+    }
   }
 }
 
@@ -597,6 +599,7 @@ void rl__http_start(rl_http *h, rl_conn *c, const rl_http_cfg *cfg,
   h->state = RL_READING;
   h->keep_alive = 1;
   c->idle_ms = cfg->idle_timeout;
+  c->borrow = 1; /* an idle connection holds no read buffer of its own */
   rl__conn_set_proto(c, &http_proto, h);
   arm_timer(h, TIMER_HEADER);
   rl__conn_read_start(c);
