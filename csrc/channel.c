@@ -1047,11 +1047,22 @@ int rl__channel_is_poll(const rl_channel *ch) {
   return !ch->ws && !ch->head_sent;
 }
 
+int rl__channel_is_full(const rl_channel *ch) {
+  size_t queued = ch_buffered((rl_channel *)ch);
+  return queued > 0 && queued >= ch->max_buffered;
+}
+
+void rl__channel_groups_clear(lua_State *L, int idx) {
+  rl_channel *ch = lua_touserdata(L, idx);
+  lua_pushnil(L);
+  lua_setiuservalue(L, idx, CH_GROUPS);
+  ch->in_groups = 0;
+}
+
 int rl__channel_deliver(rl_channel *ch, rl_msg *m) {
   if (ch->closed || ch->conn == NULL)
     return RL_DELIVER_SKIPPED;
-  size_t queued = ch_buffered(ch);
-  if (queued > 0 && queued >= ch->max_buffered)
+  if (rl__channel_is_full(ch))
     return RL_DELIVER_FULL;
   if (ch->ws) {
     if (m->frame == NULL &&

@@ -60,6 +60,10 @@ int rl__channel_open(const rl_channel *ch);
 /* An HTTP channel that has sent nothing yet: a long poll, which a group
  * answers with a whole response. */
 int rl__channel_is_poll(const rl_channel *ch);
+/* Over its max_buffered: a group skips it (rl__channel_full). */
+int rl__channel_is_full(const rl_channel *ch);
+/* The channel at idx left all its groups: forget them. */
+void rl__channel_groups_clear(lua_State *L, int idx);
 /* Queue m on the channel ch. Runs no Lua. */
 int rl__channel_deliver(rl_channel *ch, rl_msg *m);
 /* The channel at idx was skipped for being full: close it (1013 on a

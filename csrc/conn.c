@@ -142,6 +142,10 @@ static void flush_cb(uv_idle_t *h) {
   while (io->dirty && budget-- > 0) {
     rl_conn *c = io->dirty;
     unmark_dirty(c);
+    if (c->broken) {
+      rl__conn_close(c);
+      continue;
+    }
     if (c->deferred) {
       c->deferred = 0;
       if (!rl__conn_closed(c))
@@ -424,11 +428,19 @@ void rl__conn_in_trim(rl_conn *c, size_t want) {
 /* ---- writing ----------------------------------------------------------------
  */
 
+/* Out of memory while queueing: the connection closes, from the flusher,
+ * never inside the caller's call (a group's walk over its members, a
+ * channel's send). */
+static void broken(rl_conn *c) {
+  c->broken = 1;
+  rl__conn_mark_dirty(c);
+}
+
 void rl__conn_write(rl_conn *c, const void *p, size_t n) {
-  if (c->lingering || rl__conn_closed(c))
+  if (c->lingering || c->broken || rl__conn_closed(c))
     return;
   if (rl__buf_append(&c->out, p, n)) {
-    rl__conn_close(c);
+    broken(c);
     return;
   }
   c->queued += n;
@@ -437,7 +449,7 @@ void rl__conn_write(rl_conn *c, const void *p, size_t n) {
 }
 
 void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
-  if (c->lingering || rl__conn_closed(c) || s->len == 0)
+  if (c->lingering || c->broken || rl__conn_closed(c) || s->len == 0)
     return;
   if (s->len < RL_SHARE_MIN) { /* copying is cheaper than one more slice */
     rl__conn_write(c, s->data, s->len);
@@ -447,7 +459,7 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
     uint32_t cap = c->refs_cap ? c->refs_cap * 2 : 4;
     rl_slice *r = realloc(c->refs, cap * sizeof *r);
     if (r == NULL) {
-      rl__conn_close(c);
+      broken(c);
       return;
     }
     c->refs = r;

@@ -159,6 +159,7 @@ struct rl_conn {
   uint8_t closing;     /* the close sequence started: on_close has run */
   uint8_t want_close;  /* shut down once the output is written */
   uint8_t lingering;   /* shut down; discarding input until EOF or timer */
+  uint8_t broken;      /* a write failed (out of memory): the flusher closes */
   /* who */
   uint16_t remote_port;
   char remote[48]; /* peer address (INET6_ADDRSTRLEN is 46) */
@@ -204,7 +205,7 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s);
  * len, then rl__conn_commit(c, that len) queues what was appended. */
 static inline rl_buf *rl__conn_outbuf(rl_conn *c) { return &c->out; }
 static inline void rl__conn_commit(rl_conn *c, size_t start) {
-  if (c->lingering || rl__conn_closed(c)) {
+  if (c->lingering || c->broken || rl__conn_closed(c)) {
     c->out.len = start; /* shut down: nothing more goes out */
     return;
   }

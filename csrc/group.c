@@ -146,9 +146,25 @@ static void shrunk(lua_State *L, int gidx, rl_group *g) {
  * yet: add from on_open), so no member can outlive its connection. */
 static int add(lua_State *L, int gidx, int cidx, int aidx) {
   rl_group *g = lua_touserdata(L, gidx);
+  int top = lua_gettop(L);
   if (!rl__channel_open(lua_touserdata(L, cidx)))
     return 0;
   int had = is_member(L, gidx, cidx);
+  if (!had && g->count == 0 &&
+      lua_getiuservalue(L, gidx, G_STORE) == LUA_TTABLE) {
+    /* a store's group that emptied left its store: it comes back, unless
+     * the store has another group by that name now */
+    lua_getiuservalue(L, gidx, G_NAME);
+    lua_pushvalue(L, -1);
+    int t = lua_rawget(L, -3);
+    if (t != LUA_TNIL && !lua_rawequal(L, -1, gidx))
+      return luaL_error(L, "add: this group's name belongs to another group "
+                           "of its store now");
+    lua_pop(L, 1);
+    lua_pushvalue(L, gidx);
+    lua_rawset(L, -3); /* store[name] = group */
+  }
+  lua_settop(L, top);
   if (!had && g->count == g->cap) {
     int cap = g->cap ? 2 * g->cap : 8;
     rl_channel **p = realloc(g->slots, (size_t)cap * sizeof *p);
@@ -231,6 +247,7 @@ static void member_left(lua_State *L, int uidx) {
       remove_member(L, lua_gettop(L), uidx, 0);
   }
   lua_pop(L, 1);
+  rl__channel_groups_clear(L, uidx); /* a closed channel holds no group */
 }
 
 /* ---- group methods --------------------------------------------------------
@@ -292,7 +309,12 @@ static int send_via_method(lua_State *L, int cidx, int midx, int close) {
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "close");
   }
-  lua_call(L, close ? 3 : 2, 1);
+  if (lua_pcall(L, close ? 3 : 2, 1, 0) != LUA_OK) {
+    /* one member's bad response never stops the others */
+    rl__log("group broadcast: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 0;
+  }
   int ok = lua_toboolean(L, -1);
   lua_pop(L, 1);
   return ok;
@@ -306,7 +328,10 @@ static int call_each(lua_State *L, rl_group *g, int send) {
   int n = snapshot(L, 1, g), sent = 0;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 3, 2 * i - 1); /* 4: the channel */
-    if (is_member(L, 1, 4)) {
+    if (send && is_member(L, 1, 4) &&
+        rl__channel_is_full(lua_touserdata(L, 4))) {
+      rl__channel_full(L, 4, g->close_full); /* skipped, as in a plain one */
+    } else if (is_member(L, 1, 4)) {
       lua_pushvalue(L, 2);
       lua_pushvalue(L, 4);
       lua_rawgeti(L, 3, 2 * i);
@@ -351,7 +376,8 @@ static int g_broadcast(lua_State *L) {
           return luaL_error(L, "broadcast: option 'binary' must be a boolean");
         m.binary = lua_toboolean(L, -1);
       } else if (strcmp(k, "except") == 0) {
-        except = check_channel(L, -1);
+        if ((except = rl__channel_test(L, -1)) == NULL)
+          return luaL_error(L, "broadcast: option 'except' must be a channel");
       } else {
         return luaL_error(L, "broadcast: unknown option '%s'", k);
       }
@@ -388,7 +414,9 @@ static int g_broadcast(lua_State *L) {
     lua_rawgeti(L, 5, i + 1);
     int r = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
-    if (r == RL_DELIVER_FULL)
+    if (!is_member(L, 1, 6))
+      ; /* it left meanwhile (another member's callback) */
+    else if (r == RL_DELIVER_FULL)
       rl__channel_full(L, 6, g->close_full);
     else if (send_via_method(L, 6, 2, 1)) /* long polling: the answer */
       sent++;

@@ -66,12 +66,28 @@ return function(req)
     end)
   elseif u == "/broadcast-room" then
     n = store:broadcast("room", req.body or "")
-  elseif u == "/broadcast-slow" then
+  elseif u == "/broadcast-slow" or u == "/broadcast-slow-fn" then
     local big = ("s"):rep(4 * 1024 * 1024)
     local group = q == "close" and slow_close or slow_skip
     local counts = {}
-    for i = 1, 3 do counts[i] = group:broadcast(big, { binary = true }) end
+    for i = 1, 3 do
+      if u == "/broadcast-slow" then
+        counts[i] = group:broadcast(big, { binary = true })
+      else -- the per-member form skips a full member too
+        counts[i] = group:broadcast(function() return big end)
+      end
+    end
     n = table.concat(counts, ",")
+  elseif u == "/regroup" then
+    -- a store's group that emptied comes back to its store when added to
+    local found
+    g:each(function(ch, tag) if tag == q then found = ch end end)
+    local room = store:group("room")
+    room:remove(found)
+    local gone = store:group("room") == nil
+    room:add(found, q)
+    n = tostring(gone) .. " " .. tostring(store:group("room") == room) .. " "
+      .. store:broadcast("room", "again")
   elseif u == "/remove" then
     local found
     g:each(function(ch, tag) if tag == q then found = ch end end)
@@ -199,6 +215,17 @@ describe("ringlet.group", function()
     assert.is_false(state(srv).room)
   end)
 
+  it("puts an emptied store group back in its store when it gets a member",
+    function()
+      local z = assert(ws.handshake(srv.port, "/ws?z"))
+      wait_count(srv, 1)
+      assert.equal("true true 1", post(srv, "/regroup?z"))
+      expect_message(z, "again")
+      z:close()
+      wait_count(srv, 0)
+      assert.is_false(state(srv).room)
+    end)
+
   it("skips the sender with except, and reaches only the members the "
     .. "function answers for", function()
     local a = assert(ws.handshake(srv.port, "/ws?a"))
@@ -243,6 +270,16 @@ describe("ringlet.group", function()
         return logged(srv, "^error skip send buffer full")
       end), show(state(srv)))
       expect_message(s, ("s"):rep(4 * 1024 * 1024), OP.BINARY)
+      s:close()
+      wait_for(srv, "slow", 0)
+    end)
+
+  it("skips a full member in the per-member form too", function()
+      local s = assert(ws.handshake(srv.port, "/slow?skip"))
+      wait_for(srv, "slow", 1)
+      -- a text message each time now (the function's value goes to send)
+      assert.equal("1,0,0", post(srv, "/broadcast-slow-fn?skip"))
+      expect_message(s, ("s"):rep(4 * 1024 * 1024))
       s:close()
       wait_for(srv, "slow", 0)
     end)
