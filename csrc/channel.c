@@ -541,6 +541,8 @@ int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
     }
     rl__ws_start(ws, c, &ws_cbs, ch); /* the connection speaks WebSocket */
     ch->sock = ws;
+    lua_pushnil(L); /* the 101's response table: an idle socket keeps none */
+    lua_setiuservalue(L, uidx, CH_RESP);
     if (ch->ping_interval > 0)
       ch->ping = ch_timer(ch, ping_cb, ch->ping_interval, ch->ping_interval);
   } else {
