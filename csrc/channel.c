@@ -748,8 +748,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
                       "send: a message must be a string, an array of "
                       "strings, a file or an iterator function (got %s)",
                       luaL_typename(L, 2));
-  size_t queued = ch_buffered(ch);
-  if (queued > 0 && queued >= ch->max_buffered) {
+  if (rl__channel_is_full(ch)) {
     lua_pushliteral(L, "send buffer full: the peer is not reading "
                        "(max_buffered reached)");
     if (err_idx) {

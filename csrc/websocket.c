@@ -571,8 +571,6 @@ void rl__ws_start(rl_ws *ws, rl_conn *c, const rl_ws_cbs *cbs, void *ud) {
   rl__conn_defer(c); /* frames that came with the request */
 }
 
-rl_conn *rl__ws_conn(rl_ws *ws) { return ws->conn; }
-
 void rl__ws_free(rl_ws *ws) {
   if (ws == NULL)
     return;

@@ -43,7 +43,6 @@ void rl__ws_free(rl_ws *ws); /* only one that never started */
 /* Take over c (once its 101 is queued): frames are parsed from now on,
  * those that came with the request first (from the flusher). */
 void rl__ws_start(rl_ws *ws, rl_conn *c, const rl_ws_cbs *cbs, void *ud);
-rl_conn *rl__ws_conn(rl_ws *ws);
 
 /* Queue a message of one frame (text, binary, ping). -1 once closing. */
 int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n);

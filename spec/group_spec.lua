@@ -25,7 +25,10 @@ local function member(req, group, opts)
   return ringlet.as_channel(req, {
     max_buffered = opts.max_buffered,
     on_open = function(ch)
-      if req.uri == "/stream" then ch:send("open\n") end -- a stream, not a poll
+      -- a stream (its head sent), not a poll
+      if req.uri == "/stream" or req.uri == "/slow-stream" then
+        ch:send("open\n")
+      end
       group:add(ch, tag)
       store:add("room", ch, tag)
     end,
@@ -53,7 +56,7 @@ end
 return function(req)
   local u, q = req.uri, req.query_string or ""
   if u == "/ws" or u == "/stream" or u == "/poll" then return member(req, g) end
-  if u == "/slow" then
+  if u == "/slow" or u == "/slow-stream" then
     return member(req, q == "close" and slow_close or slow_skip,
       { max_buffered = 1024 })
   end
@@ -301,6 +304,27 @@ describe("ringlet.group", function()
     end)
 end)
 
+describe("ringlet.group and a full HTTP stream", function()
+  it("ends the stream of a full member when on_full is \"close\"",
+    function()
+      local srv = helper.start(APP)
+      local defer = helper.cleanup(finally)
+      defer(function() helper.assert_clean_stop(srv) end)
+      local st = open_http(srv, "/slow-stream?close")
+      defer(function() st:close() end)
+      wait_for(srv, "slow", 1)
+      assert.equal("1,0,0", post(srv, "/broadcast-slow?close"))
+      -- the head, "open\n", the first message, then the end of the stream
+      local res = assert(helper.read_response(st))
+      assert.equal(200, res.status)
+      assert.equal("open\n" .. ("s"):rep(4 * 1024 * 1024), res.body)
+      assert.is_true(helper.wait_until(function()
+        return logged(srv, "^close close nil$")
+      end), show(state(srv)))
+      wait_for(srv, "slow", 0)
+    end)
+end)
+
 describe("ringlet.group's bad input", function()
   it("raises a clear error for a bad option, member or message", function()
     local ok, out, err = helper.run_script([[
@@ -316,6 +340,7 @@ try(g.add, g, "not a channel")
 try(g.broadcast, g, {})
 try(g.broadcast, g, "x", { nope = true })
 try(g.broadcast, g, "x", { binary = 1 })
+try(g.broadcast, g, "x", { except = g })
 print(#g, g:broadcast("nobody"), tostring(g))
 local store = ringlet.groups()
 print(store:broadcast("none", "x"), store:group("none"))
@@ -328,6 +353,7 @@ print(store:broadcast("none", "x"), store:group("none"))
       "false\tbad argument #2 to '?' (string expected, got table)",
       "false\tbroadcast: unknown option 'nope'",
       "false\tbroadcast: option 'binary' must be a boolean",
+      "false\tbroadcast: option 'except' must be a channel",
       "0\t0\tringlet.group (0 members)",
       "0\tnil",
     }, "\n") .. "\n", out)
