@@ -54,13 +54,15 @@ struct rl_channel {
   size_t max_buffered;    /* bytes queued past which send refuses */
   int has_drain;          /* opts.on_drain is set */
   int in_groups;          /* CH_GROUPS holds a table */
+  int by_server;          /* the server side started closing it */
   rl_send *sends;         /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
 };
 
 static const char *const ch_opts[] = {
-    "on_open",  "on_message", "on_close",      "on_error",     "on_pong",
-    "on_drain", "timeout",    "ping_interval", "max_buffered", NULL};
+    "on_open",       "on_message",   "on_close", "on_error",
+    "on_pong",       "on_ping",      "on_drain", "timeout",
+    "ping_interval", "max_buffered", NULL};
 
 rl_channel *rl__channel_test(lua_State *L, int idx) {
   return luaL_testudata(L, idx, RL_CHANNEL_MT);
@@ -291,7 +293,7 @@ void rl__channel_on_leave(void (*fn)(lua_State *L, int uidx)) {
 }
 
 static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
-                       const char *reason) {
+                       const char *reason, int by_server) {
   if (ch->close_fired)
     return;
   ch->close_fired = 1;
@@ -299,7 +301,9 @@ static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
     ch->in_groups = 0;
     leave_groups(L, uidx); /* a member that closes leaves by itself */
   }
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, by_server ? "server" : "client");
+  lua_setfield(L, -2, "initiator");
   if (code) {
     lua_pushinteger(L, code);
     lua_setfield(L, -2, "code");
@@ -338,7 +342,7 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
   } else if (ch->framing == RL_FRAME_CLOSE) {
     h->keep_alive = 0; /* the end of the body is the end of the connection */
   }
-  fire_close(L, ch, uidx, 0, NULL);
+  fire_close(L, ch, uidx, 0, NULL, 1);
   if (ch->conn && ch->nsends == 0)
     ch_release(L, ch, 1);
 }
@@ -357,14 +361,17 @@ static int detach_p(lua_State *L) {
   rl_channel *ch = d->ch;
   push_self(L, ch);
   int uidx = lua_gettop(L);
+  int by_server = ch->closed || ch->by_server ||
+                  (ch->sock && rl__ws_initiated(ch->sock)) ||
+                  (ch->http && ch->http->goaway);
   ch->closed = 1;
   ch_stop_timer(ch);
   if (d->code) {
     lua_pushlstring(L, d->reason, d->n);
-    fire_close(L, ch, uidx, d->code, lua_tostring(L, -1));
+    fire_close(L, ch, uidx, d->code, lua_tostring(L, -1), by_server);
     lua_pop(L, 1);
   }
-  fire_close(L, ch, uidx, 0, NULL);
+  fire_close(L, ch, uidx, 0, NULL, by_server);
   settle_sends(L, ch, 1);
   ch_release(L, ch, 0);
   return 0;
@@ -434,6 +441,7 @@ static void ping_cb(uv_timer_t *t) {
   if (ch == NULL || ch->conn == NULL)
     return;
   if (ch->ping_outstanding) {
+    ch->by_server = 1;
     rl__conn_close(ch->conn); /* on_close sees 1006 */
     return;
   }
@@ -449,10 +457,11 @@ static int message_p(lua_State *L) {
   int opcode = *(int *)a[3];
   push_self(L, ch);
   int uidx = lua_gettop(L);
-  if (opcode == 0xA) { /* pong */
-    ch->ping_outstanding = 0;
+  if (opcode == RL_WS_PONG || opcode == RL_WS_PING) {
+    if (opcode == RL_WS_PONG)
+      ch->ping_outstanding = 0;
     lua_pushlstring(L, p, n);
-    ch_call(L, ch, uidx, "on_pong", 1);
+    ch_call(L, ch, uidx, opcode == RL_WS_PONG ? "on_pong" : "on_ping", 1);
     return 0;
   }
   /* on_message(ch, message, binary): the hot path, so the callback is
@@ -470,7 +479,7 @@ static void ws_message(void *ud, int opcode, const char *p, size_t n) {
   rl_channel *ch = ud;
   void *a[4] = {ch, (void *)p, &n, &opcode};
   ch_touch(ch);
-  if (ch->closed && opcode != 0xA)
+  if (ch->closed && opcode != RL_WS_PONG)
     return; /* closing: late messages are dropped */
   rl__protect(ch->ctx, ch->ctx->L, message_p, a);
 }
@@ -975,22 +984,28 @@ static int ch_buffered_amount(lua_State *L) {
   return 1;
 }
 
-static int ch_ping(lua_State *L) {
+/* ch:ping([payload]) and ch:pong([payload]) (an unsolicited pong is a
+ * heartbeat, RFC 6455 5.5.3) */
+static int ch_control(lua_State *L, int opcode, const char *name) {
   rl_channel *ch = check_ch(L);
   size_t n = 0;
   const char *p = luaL_optlstring(L, 2, "", &n);
   if (!ch->ws)
-    return luaL_error(L, "ping: this channel is an HTTP stream, not a "
-                         "WebSocket");
-  luaL_argcheck(L, n <= 125, 2, "a ping payload is at most 125 bytes");
-  if (ch->closed || ch->conn == NULL ||
-      rl__ws_send(ch->sock, RL_WS_PING, p, n) != 0) {
+    return luaL_error(L,
+                      "%s: this channel is an HTTP stream, not a "
+                      "WebSocket",
+                      name);
+  luaL_argcheck(L, n <= 125, 2, "a control payload is at most 125 bytes");
+  if (ch->closed || ch->conn == NULL || rl__ws_send(ch->sock, opcode, p, n)) {
     lua_pushnil(L);
     return 1;
   }
   lua_pushboolean(L, 1);
   return 1;
 }
+
+static int ch_ping(lua_State *L) { return ch_control(L, RL_WS_PING, "ping"); }
+static int ch_pong(lua_State *L) { return ch_control(L, RL_WS_PONG, "pong"); }
 
 static int ch_tostring(lua_State *L) {
   rl_channel *ch = check_ch(L);
@@ -1022,6 +1037,7 @@ void rl__channel_open_lib(lua_State *L) {
       {"originating_request", ch_originating_request},
       {"buffered_amount", ch_buffered_amount},
       {"ping", ch_ping},
+      {"pong", ch_pong},
       {NULL, NULL}};
   luaL_newmetatable(L, RL_CHANNEL_MT);
   luaL_newlibtable(L, methods);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ringlet.h"
 
@@ -36,6 +37,39 @@ static int msghandler(lua_State *L) {
 }
 
 static void force_cb(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* The Lua half of the API (ringlet.httpkit, ringlet.sse, ...) lives in
+ * lua/ringlet/ beside the sources and in share/lua/5.4/ringlet/ once
+ * installed. Find it from where this binary is, so a build in a checkout
+ * (build/ringlet) and an installed CLI (PREFIX/bin/ringlet) both load their
+ * own modules with no LUA_PATH: the first candidate holding a ringlet/
+ * directory goes in front of package.path. */
+static void add_module_path(lua_State *L) {
+  static const char *const rel[] = {"/../lua", "/../share/lua/5.4", NULL};
+  char exe[4096];
+  size_t n = sizeof exe - 64;
+  if (uv_exepath(exe, &n) != 0)
+    return;
+  char *slash = strrchr(exe, '/');
+  if (slash == NULL)
+    return;
+  *slash = '\0';
+  for (int i = 0; rel[i]; i++) {
+    char dir[4160];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s%s/ringlet", exe, rel[i]);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+      continue;
+    dir[strlen(dir) - 8] = '\0'; /* drop "/ringlet" */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir,
+                    lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+    return;
+  }
+}
 
 static void signal_cb(uv_signal_t *h, int signum) {
   (void)signum;
@@ -76,6 +110,7 @@ int main(int argc, char **argv) {
     return 1;
   gL = L;
   luaL_openlibs(L);
+  add_module_path(L);
   luaL_requiref(L, "ringlet", luaopen_ringlet, 0);
   int ringlet = lua_gettop(L);
   uv_loop_t *loop = ringlet_get_loop(L);

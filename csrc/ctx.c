@@ -92,13 +92,13 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   int nres = 0;
   int st = lua_resume(co, L, nargs, &nres);
   if (st == LUA_YIELD) {
-    if (t->sleep) {
+    if (t->sleep || t->parked) {
       lua_pop(co, nres);
-      return t; /* the sleep timer resumes it */
+      return t; /* the sleep timer or rl__task_wake resumes it */
     }
     lua_pop(co, nres);
     lua_pushstring(co, "a ringlet handler or callback yielded outside "
-                       "ringlet.sleep");
+                       "ringlet.sleep and ringlet.queue");
     st = LUA_ERRRUN;
   }
   if (st != LUA_OK) {
@@ -150,6 +150,95 @@ rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
     *slot = t; /* the owner can detach it even before it first yields */
   lua_xmove(L, t->co, nargs + 1);
   return task_resume(L, t, nargs);
+}
+
+/* ---- parked tasks -------------------------------------------------------- */
+
+static void list_unlink(rl_task **head, rl_task *t) {
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    *head = t->next;
+  if (t->next)
+    t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+}
+
+void rl__task_park(rl_task *t) {
+  rl_ctx *ctx = t->ctx;
+  t->parked = 1;
+  t->prev = NULL;
+  t->next = ctx->parked;
+  if (ctx->parked)
+    ctx->parked->prev = t;
+  ctx->parked = t;
+}
+
+static int wake_p(lua_State *L) {
+  rl_task *t = lua_touserdata(L, 1);
+  t->parked = 0;
+  (void)task_resume(L, t, t->nwake);
+  return 0;
+}
+
+/* Resume the tasks that were ready when the loop came here; those they
+ * wake wait for the next turn, so two tasks passing values to each other
+ * forever still let the loop serve everyone else. */
+static void wake_cb(uv_check_t *h) {
+  rl_ctx *ctx = h->data;
+  rl_task *last = ctx->ready_tail;
+  while (ctx->ready) {
+    rl_task *t = ctx->ready;
+    list_unlink(&ctx->ready, t);
+    if (ctx->ready == NULL)
+      ctx->ready_tail = NULL;
+    rl__protect(ctx, ctx->L, wake_p, t);
+    if (t == last)
+      break;
+  }
+  if (ctx->ready == NULL) {
+    uv_check_stop(ctx->wake);
+    uv_idle_stop(ctx->spin);
+  }
+}
+
+static void spin_cb(uv_idle_t *h) { (void)h; }
+
+static void handle_closed(uv_handle_t *h) {
+  rl_ctx *ctx = h->data;
+  ctx->handles--;
+  free(h);
+}
+
+void rl__task_wake(rl_task *t, lua_State *L, int nargs) {
+  rl_ctx *ctx = t->ctx;
+  if (ctx->wake == NULL) {
+    uv_check_t *wake = malloc(sizeof *wake);
+    uv_idle_t *spin = malloc(sizeof *spin);
+    if (wake == NULL || spin == NULL) {
+      free(wake);
+      free(spin);
+      luaL_error(L, "out of memory");
+    }
+    uv_check_init(ctx->io.loop, wake);
+    uv_idle_init(ctx->io.loop, spin);
+    wake->data = spin->data = ctx;
+    ctx->handles += 2;
+    ctx->wake = wake;
+    ctx->spin = spin;
+  }
+  lua_xmove(L, t->co, nargs);
+  t->nwake = nargs;
+  list_unlink(&ctx->parked, t);
+  t->parked = 2;
+  t->prev = ctx->ready_tail;
+  if (ctx->ready_tail)
+    ctx->ready_tail->next = t;
+  else
+    ctx->ready = t;
+  ctx->ready_tail = t;
+  uv_check_start(ctx->wake, wake_cb);
+  uv_idle_start(ctx->spin, spin_cb);
 }
 
 static void log_done(rl_task *t, lua_State *co, int status, int nres) {
@@ -337,6 +426,22 @@ static int ctx_gc(lua_State *L) {
   for (int i = 0; i < ctx->npool; i++)
     free(ctx->pool[i]);
   ctx->npool = 0;
+  /* parked and woken tasks will never resume (Lua frees their threads) */
+  for (rl_task **list = &ctx->parked; list;
+       list = list == &ctx->parked ? &ctx->ready : NULL) {
+    while (*list) {
+      rl_task *t = *list;
+      *list = t->next;
+      free(t);
+    }
+  }
+  ctx->ready_tail = NULL;
+  if (ctx->wake) {
+    uv_close((uv_handle_t *)ctx->wake, handle_closed);
+    uv_close((uv_handle_t *)ctx->spin, handle_closed);
+    ctx->wake = NULL;
+    ctx->spin = NULL;
+  }
   rl__io_close(&ctx->io);
   uv_loop_t *loop = ctx->io.loop;
   for (int i = 0; i < 1000 && ctx->handles + ctx->io.handles > 0; i++)

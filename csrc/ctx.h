@@ -30,8 +30,12 @@ struct rl_ctx {
   int tasks_ref;     /* registry: thread -> task (light) */
   rl_task *pool[64]; /* finished tasks kept with their coroutines */
   int npool;
-  struct rl_timer *timers; /* pending sleeps and ringlet.timer handles */
-  void *servers; /* server.c's list of running servers (ctx never reads it) */
+  struct rl_timer *timers;     /* pending sleeps and ringlet.timer handles */
+  rl_task *parked;             /* tasks waiting for rl__task_wake (a list) */
+  rl_task *ready, *ready_tail; /* woken tasks, resumed from the loop */
+  uv_check_t *wake;            /* malloc'd on first wake: resumes ready tasks */
+  uv_idle_t *spin; /* active with wake: the loop does not block meanwhile */
+  void *servers;   /* server.c's list of running servers (ctx never reads it) */
   /* lua_close: runs first, with closing set (the module stops its servers
    * there); then the context closes its own handles. */
   void (*on_close)(rl_ctx *ctx);
@@ -62,6 +66,10 @@ struct rl_task {
   int arg_ref; /* registry slot (made with the task) anchoring one value */
   int has_arg; /* arg_ref holds a value for the running task */
   uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
+  int parked;        /* waiting for rl__task_wake (1), or woken and ready (2) */
+  int nwake;         /* values rl__task_wake left on its stack */
+  rl_task *prev, *next; /* ctx->parked or ctx->ready */
+  rl_task *wnext;       /* the owner's list of waiters (queue.c) */
 };
 
 /* Call the function below `nargs` arguments on L's stack in a new task.
@@ -76,6 +84,16 @@ rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
 
 /* The task running on L (a coroutine ringlet started), or NULL. */
 rl_task *rl__current_task(lua_State *L);
+
+/* Park the running task t: the caller then returns lua_yield(L, 0), and
+ * t stays suspended until rl__task_wake. A parked task is the waker's to
+ * track (queue.c keeps its waiters); the context frees it at lua_close. */
+void rl__task_park(rl_task *t);
+/* Resume the parked task t soon, from the loop (never inside this call),
+ * with the nargs values on top of L (popped) as the results of its yield.
+ * Tasks resume in the order they were woken. Must run inside a protected
+ * call (it may raise on memory). */
+void rl__task_wake(rl_task *t, lua_State *L, int nargs);
 
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */

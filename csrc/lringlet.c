@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "group.h"
+#include "queue.h"
 #include "ringlet.h"
 #include "server.h"
 
@@ -40,11 +41,15 @@ static int l_run(lua_State *L) {
 static void on_sigpipe(int sig) { (void)sig; }
 
 int luaopen_ringlet(lua_State *L) {
-  static const luaL_Reg funcs[] = {
-      {"run_server", rl__l_run_server}, {"run", l_run},
-      {"as_channel", rl__l_as_channel}, {"timer", rl__l_timer},
-      {"sleep", rl__l_sleep},           {"group", rl__l_group},
-      {"groups", rl__l_groups},         {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"run_server", rl__l_run_server},
+                                   {"run", l_run},
+                                   {"as_channel", rl__l_as_channel},
+                                   {"timer", rl__l_timer},
+                                   {"sleep", rl__l_sleep},
+                                   {"group", rl__l_group},
+                                   {"groups", rl__l_groups},
+                                   {"queue", rl__l_queue},
+                                   {NULL, NULL}};
   luaL_checkversion(L);
   /* Writing to a connection its peer has reset fails with EPIPE, and also
    * raises SIGPIPE, whose default action ends the process: one client
@@ -66,6 +71,7 @@ int luaopen_ringlet(lua_State *L) {
   rl__timer_open_lib(L);
   rl__channel_open_lib(L);
   rl__group_open_lib(L);
+  rl__queue_open_lib(L);
   luaL_newlib(L, funcs);
   lua_pushliteral(L, RINGLET_VERSION);
   lua_setfield(L, -2, "version");

@@ -334,10 +334,111 @@ void rl__body_pump(rl_exchange *x) {
     rl__protect(x->ctx, x->ctx->L, pump_p, x);
 }
 
+/* ---- Ring 1.11's WebSocket listener
+ * ------------------------------------------ A response
+ * {["ring.websocket/listener"] = {on_open, on_message, on_pong, on_ping,
+ * on_error, on_close}} is a channel whose callbacks are the listener's: the
+ * same as as_channel's but for on_close, which Ring calls with (socket, code,
+ * reason). */
+
+#define RL_LISTENER_KEY "ring.websocket/listener"
+
+static int listener_close_k(lua_State *L, int status, lua_KContext k) {
+  (void)L, (void)status, (void)k;
+  return 0;
+}
+
+/* on_close(ch, info) -> the listener's on_close(ch, code, reason) */
+static int listener_close(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_getfield(L, 2, "code");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushinteger(L, 1005); /* no status received */
+  }
+  lua_getfield(L, 2, "reason");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "");
+  }
+  lua_callk(L, 3, 0, 0, listener_close_k);
+  return 0;
+}
+
+static int new_channel(lua_State *L) {
+  return rl__channel_new(L, lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+/* The response at idx holds a listener (on the top): answer with the
+ * upgrade, or 426 to a request that did not ask for one. */
+static int respond_listener(rl_exchange *x, lua_State *L, int idx, int reqidx,
+                            int hidx, const char **err) {
+  rl_http *h = &x->http;
+  int lidx = lua_gettop(L);
+  static const char *const cbs[] = {"on_open", "on_message", "on_pong",
+                                    "on_ping", "on_error",   "on_close"};
+  if (!lua_istable(L, lidx)) {
+    *err = RL_LISTENER_KEY " must be a table of callbacks";
+    return -1;
+  }
+  if (!h->websocket) {
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "websocket");
+    lua_setfield(L, -2, "upgrade");
+    lua_pushliteral(L, "text/plain");
+    lua_setfield(L, -2, "content-type");
+    static const char body[] = "this resource speaks WebSocket only\n";
+    int r = rl__http_write_head(h, L, 426, lua_gettop(L), RL_FRAME_LENGTH,
+                                sizeof body - 1, NULL, err);
+    if (r == 0) {
+      if (!h->head_only)
+        rl__http_write(h, body, sizeof body - 1);
+      rl__http_response_done(h);
+    }
+    return r;
+  }
+  lua_pushlightuserdata(L, h);
+  lua_pushcclosure(L, new_channel, 1);
+  lua_pushvalue(L, reqidx);
+  lua_createtable(L, 0, 6);
+  for (size_t i = 0; i < sizeof cbs / sizeof cbs[0]; i++) {
+    int t = lua_getfield(L, lidx, cbs[i]);
+    if (t == LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (t != LUA_TFUNCTION) {
+      *err = "a listener's callbacks must be functions";
+      return -1;
+    }
+    if (i == 5)
+      lua_pushcclosure(L, listener_close, 1);
+    lua_setfield(L, -2, cbs[i]);
+  }
+  lua_call(L, 2, 1); /* the channel's response: status 101, the channel */
+  int ridx = lua_gettop(L);
+  if (hidx) {
+    lua_pushvalue(L, hidx);
+    lua_setfield(L, ridx, "headers");
+  }
+  if (lua_getfield(L, idx, "ring.websocket/protocol") == LUA_TSTRING) {
+    lua_getfield(L, ridx, "headers");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "sec-websocket-protocol");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, ridx, "body");
+  rl_channel *ch = rl__channel_test(L, -1);
+  return rl__channel_attach(ch, h, L, ridx, x->max_ws, err);
+}
+
 /* ---- a handler's response
  * ---------------------------------------------------- */
 
-int rl__respond(rl_exchange *x, lua_State *L, int idx, const char **err) {
+int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
+                const char **err) {
   rl_http *h = &x->http;
   int status = 200;
   idx = lua_absindex(L, idx);
@@ -378,6 +479,12 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, const char **err) {
 
   switch (lua_type(L, bidx)) {
   case LUA_TNIL:
+    if (lua_getfield(L, idx, RL_LISTENER_KEY) != LUA_TNIL) {
+      r = respond_listener(x, L, idx, reqidx, hidx, err);
+      break;
+    }
+    lua_pop(L, 1);
+    /* fall through */
   case LUA_TSTRING: {
     size_t n = 0;
     const char *p = lua_tolstring(L, bidx, &n);

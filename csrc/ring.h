@@ -59,9 +59,11 @@ void rl__ring_open(lua_State *L, rl_ctx *ctx);
 /* Push the request table of the request just parsed on x; port and name
  * (server_name without a Host header) are the server's. */
 void rl__push_request(lua_State *L, rl_exchange *x, int port, const char *name);
-/* Write the response at L[idx] (a handler's result) on x, or fail with a
- * message in *err (then nothing was written). */
-int rl__respond(rl_exchange *x, lua_State *L, int idx, const char **err);
+/* Write the response at L[idx] (a handler's result to the request at
+ * L[reqidx]) on x, or fail with a message in *err (then nothing was
+ * written). */
+int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
+                const char **err);
 /* The socket can take more of a streamed body (from the server's HTTP
  * callbacks); the connection is closing: let the body go. */
 void rl__body_pump(rl_exchange *x);

@@ -47,11 +47,12 @@ typedef struct {
 
 /* ---- exchanges: HTTP's callbacks ----------------------------------------- */
 
-/* respond_p(exchange, response) -> nil, or the reason it is not valid */
+/* respond_p(exchange, response, request) -> nil, or the reason it is not
+ * valid */
 static int respond_p(lua_State *L) {
   rl_exchange *x = lua_touserdata(L, 1);
   const char *err = NULL;
-  if (rl__respond(x, L, 2, &err) != 0) {
+  if (rl__respond(x, L, 2, 3, &err) != 0) {
     lua_pushstring(L, err);
     return 1;
   }
@@ -84,7 +85,8 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   lua_pushcfunction(co, respond_p);
   lua_pushlightuserdata(co, x);
   lua_pushvalue(co, idx);
-  if (lua_pcall(co, 2, 1, 0) != LUA_OK) {
+  lua_rawgeti(co, LUA_REGISTRYINDEX, t->arg_ref); /* the request */
+  if (lua_pcall(co, 3, 1, 0) != LUA_OK) {
     rl__log("bad response: %s", lua_tostring(co, -1));
     rl__http_error(&x->http, 500, NULL);
   } else if ((err = lua_tostring(co, -1)) != NULL) {

@@ -54,6 +54,7 @@ struct rl_ws {
   int read_closed; /* we stopped reading frames */
   int close_sent;  /* a close frame is in the output */
   int close_received;
+  int initiated; /* our close frame went out before the peer's came */
   int code_sent, code_received;
   char *reason_received; /* owned */
   size_t reason_received_len;
@@ -161,6 +162,7 @@ static void send_close(rl_ws *ws, int code, const char *reason, size_t n) {
   if (ws->close_sent)
     return;
   ws->close_sent = 1;
+  ws->initiated = !ws->close_received;
   ws->code_sent = code ? code : 1005;
   if (code) {
     if (n > sizeof ws->reason_sent)
@@ -218,6 +220,7 @@ static void control(rl_ws *ws, int op, const char *p, size_t n) {
   if (op == OP_PING) {
     if (!ws->close_sent)
       put_frame(ws, OP_PONG, 1, p, n); /* RFC 6455 5.5.3 */
+    deliver(ws, OP_PING, p, n);        /* already answered: news only */
     return;
   }
   if (op == OP_PONG) {
@@ -446,6 +449,8 @@ static void ws_proceed(rl_ws *ws) {
   if (ws->close_sent)
     rl__conn_close_after(c, RL_WS_CLOSE_MS);
 }
+
+int rl__ws_initiated(const rl_ws *ws) { return ws->initiated; }
 
 int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n) {
   if (ws->close_sent)

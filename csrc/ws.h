@@ -23,8 +23,9 @@ typedef struct rl_ws rl_ws;
 
 /* What the layer above registers (ud is its own pointer). */
 typedef struct {
-  /* A whole message (RL_WS_TEXT, checked as UTF-8, or RL_WS_BINARY) or a
-   * pong (RL_WS_PONG); p is valid during the call only. */
+  /* A whole message (RL_WS_TEXT, checked as UTF-8, or RL_WS_BINARY), a
+   * pong (RL_WS_PONG) or a ping (RL_WS_PING, already answered); p is valid
+   * during the call only. */
   void (*on_message)(void *ud, int opcode, const char *p, size_t n);
   /* Output reached the socket. */
   void (*on_written)(void *ud);
@@ -53,6 +54,8 @@ int rl__ws_send_fragmented(rl_ws *ws, const char *p, size_t n);
 int rl__ws_send_shared(rl_ws *ws, rl_shared *frame);
 /* A whole unmasked frame (fin set) as a shared buffer, for many sockets. */
 rl_shared *rl__ws_frame(int opcode, const char *p, size_t n);
+/* Our close frame went out before the peer's (we started the closing). */
+int rl__ws_initiated(const rl_ws *ws);
 /* Start the closing handshake: the close frame follows what is queued. */
 int rl__ws_close(rl_ws *ws, int code, const char *reason, size_t n);
 

@@ -1,0 +1,260 @@
+-- Ring 1.11's WebSocket listener (a response holding
+-- ["ring.websocket/listener"]) and ringlet.websocket's socket functions,
+-- with Node's `ws` as the client (spec/node/ws_script.js); also the core
+-- pieces under them: as_channel's on_ping, ch:pong and on_close's
+-- info.initiator.
+local helper = require "spec.helper"
+
+local ROOT = assert(os.getenv("PWD"), "PWD not set")
+local NODE_DIR = ROOT .. "/spec/node"
+local HAVE_WS = helper.exists(NODE_DIR .. "/node_modules/ws/package.json")
+
+local function it_ws(name, fn)
+  if HAVE_WS then it(name, fn) else pending(name .. " [node's ws missing]") end
+end
+
+-- A scripted session: returns the client's record (see ws_script.js).
+local function session(port, path, steps, protocols)
+  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %d %s %s %s 2>&1")
+    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 3,
+      helper.quote(NODE_DIR .. "/ws_script.js"), port, helper.quote(path),
+      helper.quote(steps), protocols and helper.quote(protocols) or "")
+  local pipe = assert(io.popen(cmd, "r"))
+  local out = pipe:read("a") or ""
+  pipe:close()
+  local ok, rec = pcall(helper.decode, out:match("({.*})%s*$"))
+  assert(ok and type(rec) == "table", "ws_script.js printed no record:\n" .. out)
+  return rec
+end
+
+local function messages(rec)
+  local list = {}
+  for _, e in ipairs(rec.events) do
+    if e.message then list[#list + 1] = (e.binary and "bin:" or "") .. e.message end
+  end
+  return list
+end
+
+-- The app records what its callbacks saw; GET /log returns the record.
+local APP = [[
+local ws = require "ringlet.websocket"
+local log = {}
+local function add(s) log[#log + 1] = s end
+return function(req)
+  if req.uri == "/log" then return { body = table.concat(log, "\n") } end
+  if req.uri == "/bad" then return { [ws.LISTENER] = "not a table" } end
+  if req.uri == "/badcb" then return { [ws.LISTENER] = { on_open = 42 } } end
+  local protos = ws.request_protocols(req)
+  return {
+    headers = { ["x-listener"] = "yes" },
+    [ws.PROTOCOL] = protos[2],
+    [ws.LISTENER] = {
+      on_open = function(s)
+        add("open " .. tostring(ws.open(s)))
+        ws.send(s, "welcome " .. table.concat(protos, "+"))
+      end,
+      on_message = function(s, m, binary)
+        add("message " .. m .. " " .. tostring(binary))
+        if m == "close" then ws.close(s)
+        elseif m == "close4001" then ws.close(s, 4001, "bye")
+        elseif m == "sleep" then ringlet_sleep(20) ws.send(s, "slept")
+        elseif binary then ws.send(s, ws.binary(m))
+        else
+          ws.send(s, m, function() ws.send(s, "written " .. m) end,
+            function(e) add("fail " .. tostring(e)) end)
+        end
+      end,
+      on_ping = function(s, d) add("ping " .. d) ws.pong(s, "beat") end,
+      on_pong = function(_, d) add("pong " .. d) end,
+      on_close = function(s, code, reason)
+        add(("close %d %s %s"):format(code, reason, tostring(ws.open(s))))
+        -- a send on a closed socket: nil, and fail is told
+        add("after " .. tostring(ws.send(s, "x", nil, function(e) add("failed " .. e) end)))
+      end,
+    },
+  }
+end
+]]
+
+local function start()
+  return helper.start(("local ringlet_sleep = require('ringlet').sleep\n") .. APP)
+end
+
+local function log_of(srv)
+  local res = assert(helper.request(srv.port, "GET", "/log"))
+  local list = {}
+  for line in res.body:gmatch("[^\n]+") do list[#list + 1] = line end
+  return list
+end
+
+local function has(list, item)
+  for _, v in ipairs(list) do if v == item then return true end end
+  return false
+end
+
+describe("Ring 1.11 listener", function()
+  it_ws("calls on_open, on_message (text and binary), send's succeed, on_ping; "
+    .. "close(code, reason) reaches the client", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local rec = session(srv.port, "/", [=[[{"send":"hi"},{"binary":"00ff10"},
+      {"ping":"pp"},{"until":4},{"wait":50},{"send":"close4001"}]]=], "a,b")
+    assert.is_true(rec.opened)
+    assert.equal("b", rec.protocol) -- ring.websocket/protocol
+    local got = messages(rec)
+    assert.equal("welcome a+b", table.remove(got, 1))
+    table.sort(got) -- "written hi" follows "hi"; the binary echo may come first
+    assert.same({ "bin:00ff10", "hi", "written hi" }, got)
+    local pongs = {}
+    for _, e in ipairs(rec.events) do if e.pong then pongs[#pongs + 1] = e.pong end end
+    assert.same({ "pp", "beat" }, pongs) -- the core's answer, then ws.pong's
+    assert.equal(4001, rec.close_code)
+    assert.equal("bye", rec.close_reason)
+    local log
+    assert.truthy(helper.wait_until(function()
+      log = log_of(srv)
+      return has(log, "after nil")
+    end))
+    assert.same({ "open true", "message hi false", "message \0\255\16 true", "ping pp",
+      "message close4001 false", "close 4001 bye false", "failed closed", "after nil" },
+      log)
+    assert.equal(0, srv:stop())
+  end)
+
+  it_ws("close() with no code is 1000 Normal Closure; a client's close code and a "
+    .. "dropped connection reach on_close", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local rec = session(srv.port, "/", '[{"until":1},{"send":"close"}]')
+    assert.equal(1000, rec.close_code)
+    assert.equal("Normal Closure", rec.close_reason)
+    rec = session(srv.port, "/", '[{"until":1},{"close":4100,"reason":"later"}]')
+    assert.equal(4100, rec.close_code)
+    session(srv.port, "/", '[{"until":1},{"close":1000}]')
+    session(srv.port, "/", '[{"until":1},{"drop":true}]')
+    assert.truthy(helper.wait_until(function()
+      local log = log_of(srv)
+      return has(log, "close 4100 later false") and has(log, "close 1000  false")
+        and has(log, "close 1006  false")
+    end))
+    assert.equal(0, srv:stop())
+  end)
+
+  it("a request that is not an upgrade gets 426 with Upgrade: websocket", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local res = assert(helper.request(srv.port, "GET", "/"))
+    assert.equal(426, res.status)
+    assert.equal("websocket", res.headers.upgrade)
+    res = assert(helper.request(srv.port, "HEAD", "/"))
+    assert.equal(426, res.status)
+    assert.equal(0, srv:stop())
+  end)
+
+  it_ws("a listener that is not a table of functions is a 500, and the server "
+    .. "goes on", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    for _, path in ipairs({ "/bad", "/badcb" }) do
+      local rec = session(srv.port, path, "[]")
+      assert.is_false(rec.opened)
+      assert.equal(500, rec.status)
+    end
+    local rec = session(srv.port, "/", '[{"until":1},{"send":"close"}]')
+    assert.is_true(rec.opened)
+    assert.equal(0, srv:stop())
+    assert.matches("ring.websocket/listener must be a table", srv:stderr(), 1, true)
+    assert.matches("callbacks must be functions", srv:stderr(), 1, true)
+  end)
+
+  it_ws("callbacks may sleep: each runs in its own coroutine", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local rec = session(srv.port, "/", '[{"send":"sleep"},{"until":2},{"close":1000}]')
+    assert.same({ "welcome ", "slept" }, messages(rec))
+    assert.equal(0, srv:stop())
+  end)
+
+  it("request and response predicates, request_protocols", function()
+    local ok, out = helper.run_script([[
+      local ws = require "ringlet.websocket"
+      local r = {}
+      r[1] = ws.is_request({ websocket = true })
+      r[2] = ws.is_request({ headers = {} })
+      r[3] = ws.is_response({ [ws.LISTENER] = {} })
+      r[4] = ws.is_response({ status = 200 })
+      r[5] = table.concat(ws.request_protocols({ headers =
+        { ["sec-websocket-protocol"] = "mqtt, wamp ,v2" } }), "|")
+      r[6] = #ws.request_protocols({ headers = {} })
+      r[7] = select(2, pcall(ws.send, nil, 42))
+      print(tostring(r[1]), tostring(r[2]), tostring(r[3]), tostring(r[4]), r[5], r[6])
+      print(r[7])
+    ]])
+    assert.is_true(ok, out)
+    assert.matches("^true\tfalse\ttrue\tfalse\tmqtt|wamp|v2\t0\n", out)
+    assert.matches("message must be a string or websocket.binary", out, 1, true)
+  end)
+end)
+
+describe("as_channel's on_ping, ch:pong and on_close's initiator", function()
+  local CORE = [[
+local ringlet = require "ringlet"
+local log = {}
+return function(req)
+  if req.uri == "/log" then return { body = table.concat(log, "\n") } end
+  if req.uri == "/stream" then
+    return ringlet.as_channel(req, {
+      on_open = function(ch)
+        ch:send("x")
+        if req.query_string == "server" then ch:close() end
+      end,
+      on_close = function(_, info) log[#log + 1] = "http " .. info.initiator end,
+    })
+  end
+  return ringlet.as_channel(req, {
+    on_ping = function(ch, d) log[#log + 1] = "ping " .. d; ch:pong("hb") end,
+    on_message = function(ch, m)
+      if m == "close" then ch:close(4000, "x") end
+      if m == "pong-too-big" then
+        log[#log + 1] = tostring(pcall(ch.pong, ch, ("x"):rep(126)))
+      end
+    end,
+    on_close = function(_, info)
+      log[#log + 1] = ("ws %s %s"):format(info.code, info.initiator)
+    end,
+  })
+end
+]]
+  it_ws("on_ping gets each ping after the core answered it; pong sends one", function()
+    local srv = helper.start(CORE)
+    finally(function() srv:stop() end)
+    local rec = session(srv.port, "/", [=[[{"ping":"a"},{"ping":"b"},
+      {"send":"pong-too-big"},{"wait":100},{"close":1000}]]=])
+    local pongs = {}
+    for _, e in ipairs(rec.events) do if e.pong then pongs[#pongs + 1] = e.pong end end
+    assert.same({ "a", "hb", "b", "hb" }, pongs)
+    assert.truthy(helper.wait_until(function()
+      local body = helper.request(srv.port, "GET", "/log").body
+      return body:find("ping a\nping b\nfalse\nws 1000 client", 1, true)
+    end))
+    assert.equal(0, srv:stop())
+  end)
+
+  it_ws("initiator: 'server' when the server closed first, 'client' otherwise", function()
+    local srv = helper.start(CORE)
+    finally(function() srv:stop() end)
+    session(srv.port, "/", '[{"send":"close"}]')
+    session(srv.port, "/", '[{"drop":true}]')
+    local res = helper.request(srv.port, "GET", "/stream?server")
+    assert.equal("x", res.body)
+    local sock = assert(helper.connect(srv.port))
+    sock:send(helper.request_bytes("GET", "/stream", { host = "x" }))
+    assert.truthy(sock:receive("*l"))
+    sock:close()
+    assert.truthy(helper.wait_until(function()
+      local body = helper.request(srv.port, "GET", "/log").body
+      return body == "ws 4000 server\nws 1006 client\nhttp server\nhttp client"
+    end))
+    assert.equal(0, srv:stop())
+  end)
+end)
