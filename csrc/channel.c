@@ -13,6 +13,7 @@
  * ws.h, ctx.h, conn.h, base.h, Lua. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "channel.h"
 
@@ -23,7 +24,9 @@ enum {
   CH_RESP = 3,
   CH_ON_MESSAGE = 4,
   CH_GROUPS = 5, /* the groups it is in: group -> true (group.c's) */
-  CH_NUV = 5
+  CH_STREAM = 6, /* a send streamed piece by piece: {src=, ok=, err=} and
+                    the sends made meanwhile, [i] = {message, opts} */
+  CH_NUV = 6
 };
 
 typedef struct {
@@ -55,7 +58,16 @@ struct rl_channel {
   int has_drain;          /* opts.on_drain is set */
   int in_groups;          /* CH_GROUPS holds a table */
   int by_server;          /* the server side started closing it */
-  rl_send *sends;         /* malloc'd FIFO of sends waiting to be written */
+  /* a file or iterator sent piece by piece (CH_STREAM holds it) */
+  int streaming;     /* a source is being sent */
+  int src_binary;    /* WebSocket: its pieces are binary messages */
+  int src_close;     /* close the channel once it is sent */
+  int pumping;       /* stream_pump's loop is running */
+  int replaying;     /* stream_drain is sending a waiting send */
+  FILE *src_fp;      /* a file's stream, NULL for an iterator */
+  rl_task *src_task; /* the iterator's call in flight */
+  lua_Integer pend_head, pend_tail; /* CH_STREAM[head .. tail - 1] */
+  rl_send *sends; /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
 };
 
@@ -286,6 +298,16 @@ static void ch_release(lua_State *L, rl_channel *ch, int response_done) {
     rl__http_response_done(h);
 }
 
+static void stream_end(lua_State *L, rl_channel *ch, int uidx, const char *err);
+static void stream_pump(lua_State *L, rl_channel *ch, int uidx);
+
+/* Closing while a file or iterator is being sent: it fails (a streamed
+ * HTTP response is cut off, its end never having been sent). */
+static void stream_abort(lua_State *L, rl_channel *ch, int uidx) {
+  if (ch->streaming)
+    stream_end(L, ch, uidx, "channel closed before the message was sent");
+}
+
 static void (*leave_groups)(lua_State *L, int uidx); /* group.c's */
 
 void rl__channel_on_leave(void (*fn)(lua_State *L, int uidx)) {
@@ -320,6 +342,10 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
   rl_http *h = ch->http;
   if (ch->closed || h == NULL)
     return;
+  if (ch->streaming) {
+    stream_abort(L, ch, uidx); /* cuts the connection: on_close follows */
+    return;
+  }
   ch->closed = 1;
   ch_stop_timer(ch);
   const char *err = NULL;
@@ -366,6 +392,7 @@ static int detach_p(lua_State *L) {
                   (ch->http && ch->http->goaway);
   ch->closed = 1;
   ch_stop_timer(ch);
+  stream_abort(L, ch, uidx);
   if (d->code) {
     lua_pushlstring(L, d->reason, d->n);
     fire_close(L, ch, uidx, d->code, lua_tostring(L, -1), by_server);
@@ -396,8 +423,13 @@ void rl__channel_detach(rl_channel *ch) { detach(ch, 0, NULL, 0); }
 
 static int written_p(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
-  rl_conn *c = ch->conn;
   settle_sends(L, ch, 0);
+  if (ch->streaming && ch->src_task == NULL && !ch->pumping) {
+    push_self(L, ch);
+    stream_pump(L, ch, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  rl_conn *c = ch->conn;
   if (ch->closed && ch->nsends == 0 && c && !ch->ws) {
     ch_release(L, ch, 1);
     return 0;
@@ -415,7 +447,7 @@ static int written_p(lua_State *L) {
 static void ws_written(void *ud) { rl__channel_written(ud); }
 
 void rl__channel_written(rl_channel *ch) {
-  if (ch->nsends == 0 && !ch->closed &&
+  if (ch->nsends == 0 && !ch->closed && !ch->streaming &&
       !(ch->has_drain && ch->conn->backlogged))
     return;
   rl__protect(ch->ctx, ch->ctx->L, written_p, ch);
@@ -425,6 +457,8 @@ static int timeout_p(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
   if (ch->ws) {
     if (ch->conn && !ch->closed) {
+      push_self(L, ch);
+      stream_abort(L, ch, lua_gettop(L));
       ch->closed = 1;
       rl__ws_close(ch->sock, 1000, "idle timeout", 12);
     }
@@ -733,6 +767,222 @@ static void merge_headers(lua_State *L, int base, int over) {
   }
 }
 
+/* ---- streamed sends ---------------------------------------------------------
+ * ch:send(file or iterator) sends its source in pieces of at most 16 KiB
+ * (an HTTP chunk, or a WebSocket message each) while less than
+ * RL_STREAM_HWM is queued; each write's completion pumps again. Sends
+ * made meanwhile wait in CH_STREAM, in order, and go once it ends. */
+
+#define RL_STREAM_PIECE (16 * 1024)
+#define RL_STREAM_HWM (64 * 1024)
+
+static int ch_send(lua_State *L);
+
+static void stream_piece(rl_channel *ch, const char *p, size_t n) {
+  if (ch->has_drain)
+    ch->conn->backlogged = 1; /* on_drain once it is all written */
+  if (ch->ws) {
+    (void)rl__ws_send(ch->sock, ch->src_binary ? RL_WS_BINARY : RL_WS_TEXT, p,
+                      n);
+  } else if (ch->framing == RL_FRAME_CHUNKED) {
+    if (n > 0)
+      rl__http_chunk(ch->http, p, n);
+  } else if (ch->framing != RL_FRAME_NONE) {
+    rl__http_write(ch->http, p, n);
+  }
+  ch_touch(ch);
+}
+
+/* Replay the sends made while the stream ran, until one streams again. */
+static void stream_drain(lua_State *L, rl_channel *ch, int uidx) {
+  while (!ch->streaming && ch->pend_head < ch->pend_tail) {
+    lua_getiuservalue(L, uidx, CH_STREAM);
+    lua_rawgeti(L, -1, ch->pend_head);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, ch->pend_head++);
+    lua_getmetatable(L, uidx); /* ch_send's upvalue, as a method's */
+    lua_pushcclosure(L, ch_send, 1);
+    lua_pushvalue(L, uidx);
+    lua_rawgeti(L, -3, 1);
+    lua_rawgeti(L, -4, 2);
+    ch->replaying = 1;
+    int st = lua_pcall(L, 3, 0, 0);
+    ch->replaying = 0;
+    if (st != LUA_OK)
+      call_on_error(L, ch, uidx, lua_tostring(L, -1)), lua_pop(L, 1);
+    lua_pop(L, 2);
+  }
+  if (ch->pend_head == ch->pend_tail)
+    ch->pend_head = ch->pend_tail = 0;
+}
+
+/* The stream ended: err NULL when all of it is queued (its on_success
+ * fires once written; close if asked), else the reason it failed (its
+ * on_error, or the channel's, is told; a broken HTTP stream ends without
+ * its last chunk, so the client sees it was cut short). */
+static void stream_end(lua_State *L, rl_channel *ch, int uidx,
+                       const char *err) {
+  int top = lua_gettop(L);
+  ch->streaming = 0;
+  if (ch->src_task) {
+    ch->src_task->data = NULL; /* its result is not wanted any more */
+    ch->src_task = NULL;
+  }
+  lua_getiuservalue(L, uidx, CH_STREAM);
+  int t = lua_gettop(L);
+  lua_getfield(L, t, "ok");
+  lua_getfield(L, t, "err");
+  if (ch->src_fp) {
+    ch->src_fp = NULL;
+    lua_getfield(L, t, "src"); /* close the file as io.close would */
+    lua_getfield(L, -1, "close");
+    lua_insert(L, -2);
+    (void)lua_pcall(L, 1, 0, 0);
+    lua_settop(L, t + 2);
+  }
+  lua_pushnil(L);
+  lua_setfield(L, t, "src");
+  lua_pushnil(L);
+  lua_setfield(L, t, "ok");
+  lua_pushnil(L);
+  lua_setfield(L, t, "err");
+  if (err == NULL) {
+    if (ch->conn)
+      push_send(L, ch, ch->conn->queued_total, lua_isnil(L, t + 1) ? 0 : t + 1,
+                lua_isnil(L, t + 2) ? 0 : t + 2);
+    if (ch->src_close && ch->conn && !ch->closed) {
+      if (ch->ws)
+        rl__ws_close(ch->sock, 1000, "", 0), ch->closed = 1;
+      else
+        ch_finish(L, ch, uidx);
+    }
+  } else {
+    lua_pushstring(L, err);
+    if (!lua_isnil(L, t + 2)) {
+      lua_pushvalue(L, t + 2);
+      lua_pushvalue(L, -2);
+      ch_start(L, ch, 1, 0);
+    }
+    call_on_error(L, ch, uidx, lua_tostring(L, -1));
+    if (!ch->ws && ch->conn && !ch->closed) {
+      ch->by_server = 1;
+      rl__conn_shutdown(ch->conn); /* what was sent, then no last chunk */
+    }
+  }
+  lua_settop(L, top);
+  stream_drain(L, ch, uidx);
+}
+
+static void src_done(rl_task *task, lua_State *co, int status, int nres) {
+  rl_channel *ch = task->data;
+  if (ch == NULL)
+    return; /* the stream ended meanwhile */
+  lua_State *L = ch->ctx->L;
+  ch->src_task = NULL;
+  push_self(L, ch);
+  int uidx = lua_gettop(L);
+  int idx = lua_gettop(co) - nres + 1;
+  if (status != LUA_OK) {
+    stream_end(L, ch, uidx, lua_tostring(co, -1));
+  } else if (nres == 0 || lua_isnil(co, idx)) {
+    stream_end(L, ch, uidx, NULL);
+  } else if (lua_type(co, idx) != LUA_TSTRING) {
+    stream_end(L, ch, uidx, "send: an iterator must return strings, then nil");
+  } else if (ch->conn && !ch->closed) {
+    size_t n;
+    const char *p = lua_tolstring(co, idx, &n);
+    stream_piece(ch, p, n);
+    if (!ch->pumping) /* it had suspended: nobody else pumps */
+      stream_pump(L, ch, uidx);
+  }
+  lua_settop(L, uidx - 1);
+}
+
+static void stream_pump(lua_State *L, rl_channel *ch, int uidx) {
+  ch->pumping = 1;
+  while (ch->streaming && ch->src_task == NULL) {
+    if (ch->conn == NULL || (ch->closed && !ch->src_close)) {
+      stream_end(L, ch, uidx, "channel closed before the message was sent");
+      break;
+    }
+    if (ch_buffered(ch) >= RL_STREAM_HWM)
+      break; /* the write's completion pumps again */
+    if (ch->src_fp) {
+      char buf[RL_STREAM_PIECE];
+      size_t n = fread(buf, 1, sizeof buf, ch->src_fp);
+      if (n > 0)
+        stream_piece(ch, buf, n);
+      if (n < sizeof buf)
+        stream_end(L, ch, uidx,
+                   ferror(ch->src_fp) ? "send: cannot read the file" : NULL);
+      continue;
+    }
+    lua_getiuservalue(L, uidx, CH_STREAM);
+    lua_getfield(L, -1, "src");
+    lua_remove(L, -2);
+    (void)rl__task_start(ch->ctx, L, uidx, 0, src_done, ch, &ch->src_task);
+  }
+  ch->pumping = 0;
+}
+
+/* Start sending the file or iterator at src (the head, if any, is out). */
+static void stream_start(lua_State *L, rl_channel *ch, int src, int binary,
+                         int close, int ok_idx, int err_idx) {
+  luaL_Stream *fs = luaL_testudata(L, src, LUA_FILEHANDLE);
+  if (lua_getiuservalue(L, 1, CH_STREAM) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, CH_STREAM);
+  }
+  lua_pushvalue(L, src);
+  lua_setfield(L, -2, "src");
+  if (ok_idx)
+    lua_pushvalue(L, ok_idx), lua_setfield(L, -2, "ok");
+  if (err_idx)
+    lua_pushvalue(L, err_idx), lua_setfield(L, -2, "err");
+  lua_pop(L, 1);
+  ch->streaming = 1;
+  ch->src_fp = fs ? fs->f : NULL;
+  ch->src_binary = fs ? 1 : binary;
+  ch->src_close = close;
+  stream_pump(L, ch, 1);
+}
+
+/* A send made while a stream runs waits its turn. */
+static void stream_defer(lua_State *L, rl_channel *ch) {
+  if (lua_getiuservalue(L, 1, CH_STREAM) != LUA_TTABLE)
+    luaL_error(L, "send: no stream"); /* cannot happen */
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, -2, 2);
+  if (ch->pend_head == 0)
+    ch->pend_head = ch->pend_tail = 1;
+  lua_rawseti(L, -2, ch->pend_tail++);
+  lua_pop(L, 1);
+}
+
+static int is_source(lua_State *L, int idx) {
+  return lua_isfunction(L, idx) || luaL_testudata(L, idx, LUA_FILEHANDLE);
+}
+
+/* Past max_buffered: the send is refused (false), its on_error and the
+ * channel's are told. */
+static int send_full(lua_State *L, rl_channel *ch, int err_idx) {
+  lua_pushliteral(L, "send buffer full: the peer is not reading "
+                     "(max_buffered reached)");
+  if (err_idx) {
+    lua_pushvalue(L, err_idx);
+    lua_pushvalue(L, -2);
+    ch_start(L, ch, 1, 0);
+  }
+  call_on_error(L, ch, 1, lua_tostring(L, -1));
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 /* Queue one WebSocket message: the value at idx (a string). */
 static int ws_queue(lua_State *L, rl_ws *ws, int idx, int binary) {
   size_t n;
@@ -741,8 +991,9 @@ static int ws_queue(lua_State *L, rl_ws *ws, int idx, int binary) {
 }
 
 /* ch:send on a WebSocket: string (text, or binary with binary = true),
- * file (one binary message in frames of at most 16 KiB), array (each item
- * a message), iterator (each chunk a message). */
+ * array (each item a message), file (streamed: each piece of up to 16 KiB
+ * a binary message), iterator (streamed: each string it returns a
+ * message). */
 static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
                    int close, int ok_idx, int err_idx) {
   rl_conn *c = ch->conn;
@@ -757,18 +1008,8 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
                       "send: a message must be a string, an array of "
                       "strings, a file or an iterator function (got %s)",
                       luaL_typename(L, 2));
-  if (rl__channel_is_full(ch)) {
-    lua_pushliteral(L, "send buffer full: the peer is not reading "
-                       "(max_buffered reached)");
-    if (err_idx) {
-      lua_pushvalue(L, err_idx);
-      lua_pushvalue(L, -2);
-      ch_start(L, ch, 1, 0);
-    }
-    call_on_error(L, ch, 1, lua_tostring(L, -1));
-    lua_pushboolean(L, 0);
-    return 1;
-  }
+  if (rl__channel_is_full(ch))
+    return send_full(L, ch, err_idx);
   int r = 0;
   if (t == LUA_TSTRING) {
     r = ws_queue(L, ws, 2, binary);
@@ -780,33 +1021,13 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
       r = ws_queue(L, ws, -1, binary);
       lua_pop(L, 1);
     }
-  } else if (t == LUA_TFUNCTION) {
-    for (;;) {
-      lua_pushvalue(L, 2);
-      lua_call(L, 0, 1);
-      if (lua_isnil(L, -1))
-        break;
-      if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "send: an iterator must return strings, then "
-                             "nil");
-      if (ch->conn == NULL || ch->closed) {
-        lua_pushnil(L);
-        return 1;
-      }
-      r = ws_queue(L, ws, -1, binary);
-      lua_pop(L, 1);
-      if (r)
-        break;
-    }
   } else {
-    gather(L, 2); /* reads and closes the file */
-    size_t n;
-    const char *p = lua_tolstring(L, -1, &n);
-    if (ch->conn == NULL || ch->closed) {
-      lua_pushnil(L);
-      return 1;
-    }
-    r = rl__ws_send_fragmented(ws, p, n);
+    if (luaL_testudata(L, 2, LUA_FILEHANDLE) &&
+        ((luaL_Stream *)lua_touserdata(L, 2))->closef == NULL)
+      return luaL_error(L, "send: the file is closed");
+    stream_start(L, ch, 2, binary, close, ok_idx, err_idx);
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (r != 0) {
     lua_pushnil(L); /* closing: nothing more can be queued */
@@ -869,12 +1090,19 @@ static int ch_send(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
+  if (ch->streaming || (ch->pend_head < ch->pend_tail && !ch->replaying)) {
+    stream_defer(L, ch); /* after the stream, in order */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (ch->ws)
     return ws_send(L, ch, is_map, binary, close, ok_idx, err_idx);
   if (is_map && ch->head_sent)
     return luaL_error(L, "send: a response table ({status=, headers=, "
                          "body=}) is allowed only on the first send to an "
                          "HTTP stream");
+  if (rl__channel_is_full(ch))
+    return send_full(L, ch, err_idx);
   /* 6: status, 7: merged headers, 8: data */
   lua_getiuservalue(L, 1, CH_RESP);
   int resp = lua_gettop(L);
@@ -897,27 +1125,48 @@ static int ch_send(lua_State *L) {
     lua_getfield(L, 2, "body");
   else
     lua_pushvalue(L, 2);
-  gather(L, -1);
-  size_t n;
-  const char *data = lua_tolstring(L, -1, &n);
-  c = ch->conn; /* gathering ran Lua code */
+  int bidx = lua_gettop(L);
+  int src = is_source(L, bidx);
+  int64_t srclen = -1; /* a file's size, when it is a regular file */
+  size_t n = 0;
+  const char *data = NULL;
+  if (src) {
+    luaL_Stream *fs = luaL_testudata(L, bidx, LUA_FILEHANDLE);
+    struct stat st;
+    if (fs && (fs->closef == NULL || fs->f == NULL))
+      return luaL_error(L, "send: the file is closed");
+    if (fs && fstat(fileno(fs->f), &st) == 0 && S_ISREG(st.st_mode)) {
+      off_t pos = ftello(fs->f);
+      srclen = st.st_size > pos ? (int64_t)(st.st_size - pos) : 0;
+    }
+  } else {
+    gather(L, bidx);
+    data = lua_tolstring(L, -1, &n);
+  }
   rl_http *h = ch->http;
+  c = ch->conn; /* gathering ran Lua code */
   if (ch->closed || c == NULL || h == NULL) {
     lua_pushnil(L);
     return 1;
   }
   if (!ch->head_sent) {
     int status = lua_isnil(L, sidx) ? 200 : (int)luaL_optinteger(L, sidx, 200);
-    int framing = close                ? RL_FRAME_LENGTH
-                  : h->http_minor >= 1 ? RL_FRAME_CHUNKED
-                                       : RL_FRAME_CLOSE;
+    int framing = close && (!src || srclen >= 0) ? RL_FRAME_LENGTH
+                  : h->http_minor >= 1           ? RL_FRAME_CHUNKED
+                                                 : RL_FRAME_CLOSE;
     const char *err = NULL;
-    if (rl__http_write_head(h, L, status, hidx, framing, n, NULL, &err))
+    if (rl__http_write_head(h, L, status, hidx, framing,
+                            src ? (uint64_t)srclen : n, NULL, &err))
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
     /* HEAD, 1xx, 204 and 304 answers have no body: nothing follows */
     int nobody = h->head_only || status < 200 || status == 204 || status == 304;
     ch->framing = nobody ? RL_FRAME_NONE : framing;
+  }
+  if (src) {
+    stream_start(L, ch, bidx, 0, close, ok_idx, err_idx);
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (ch->framing == RL_FRAME_CHUNKED)
     rl__http_chunk(h, data, n);
@@ -950,6 +1199,7 @@ static int ch_close(lua_State *L) {
     return 1;
   }
   if (ch->ws) {
+    stream_abort(L, ch, 1);
     ch->closed = 1;
     rl__ws_close(ch->sock, (int)code, reason, n);
     lua_pushboolean(L, 1);
@@ -1079,6 +1329,8 @@ void rl__channel_groups_clear(lua_State *L, int idx) {
 int rl__channel_deliver(rl_channel *ch, rl_msg *m) {
   if (ch->closed || ch->conn == NULL)
     return RL_DELIVER_SKIPPED;
+  if (!ch->ws && (ch->streaming || ch->pend_head < ch->pend_tail))
+    return RL_DELIVER_SKIPPED; /* a chunk would land inside its stream */
   if (rl__channel_is_full(ch))
     return RL_DELIVER_FULL;
   if (ch->ws) {

@@ -30,6 +30,11 @@ rl_ctx *rl__ctx(lua_State *L) {
   return pp ? *pp : NULL;
 }
 
+rl_ctx **rl__ctx_push(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+  return lua_touserdata(L, -1);
+}
+
 int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud) {
   int top = lua_gettop(L);
   lua_pushcfunction(L, f);
@@ -176,8 +181,25 @@ void rl__task_park(rl_task *t) {
 
 static int wake_p(lua_State *L) {
   rl_task *t = lua_touserdata(L, 1);
-  t->parked = 0;
+  t->parked = 3;
   (void)task_resume(L, t, t->nwake);
+  return 0;
+}
+
+int rl__task_unpark(rl_task *t, int *woken) {
+  rl_ctx *ctx = t->ctx;
+  int was = t->parked;
+  t->parked = 0;
+  *woken = was >= 2;
+  if (was == 3)
+    return 1;
+  if (was == 1) {
+    list_unlink(&ctx->parked, t);
+  } else if (was == 2) {
+    if (t == ctx->ready_tail)
+      ctx->ready_tail = t->prev;
+    list_unlink(&ctx->ready, t);
+  }
   return 0;
 }
 
@@ -331,6 +353,20 @@ rl_task *rl__current_task(lua_State *L) {
   return t && t->done ? t : NULL; /* pooled tasks are not running */
 }
 
+/* Resumed: by the sleep timer (t->sleep cleared), or by hand. */
+static int sleep_k(lua_State *L, int status, lua_KContext k) {
+  rl_task *t = (rl_task *)k;
+  (void)status;
+  if (t->sleep) {
+    rl_timer *tm = t->sleep->data;
+    t->sleep = NULL;
+    timer_release(L, tm);
+    return luaL_error(L, "ringlet.sleep: its task was resumed by something "
+                         "other than ringlet");
+  }
+  return 0;
+}
+
 int rl__l_sleep(lua_State *L) {
   lua_Integer ms = luaL_checkinteger(L, 1);
   luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
@@ -342,7 +378,7 @@ int rl__l_sleep(lua_State *L) {
   rl_timer *tm = timer_new(L, ctx, (uint64_t)ms, sleep_cb);
   tm->task = t;
   t->sleep = &tm->h;
-  return lua_yield(L, 0);
+  return lua_yieldk(L, 0, (lua_KContext)t, sleep_k);
 }
 
 static void timer_fire_cb(uv_timer_t *h);

@@ -42,6 +42,10 @@ struct rl_ctx {
 };
 
 rl_ctx *rl__ctx(lua_State *L);
+/* Push the context's userdata (to keep in a user value) and return its
+ * pointer to the context, which lua_close sets to NULL when it frees it:
+ * finalizers that run after that one can tell. */
+rl_ctx **rl__ctx_push(lua_State *L);
 void rl__ctx_open(lua_State *L);
 
 /* Run f(L) with a lightuserdata argument under lua_pcall, from a libuv
@@ -66,7 +70,8 @@ struct rl_task {
   int arg_ref; /* registry slot (made with the task) anchoring one value */
   int has_arg; /* arg_ref holds a value for the running task */
   uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
-  int parked;        /* waiting for rl__task_wake (1), or woken and ready (2) */
+  int parked;        /* 1: waiting for rl__task_wake; 2: woken, ready; 3: being
+                        resumed by the loop */
   int nwake;         /* values rl__task_wake left on its stack */
   rl_task *prev, *next; /* ctx->parked or ctx->ready */
   rl_task *wnext;       /* the owner's list of waiters (queue.c) */
@@ -94,6 +99,12 @@ void rl__task_park(rl_task *t);
  * Tasks resume in the order they were woken. Must run inside a protected
  * call (it may raise on memory). */
 void rl__task_wake(rl_task *t, lua_State *L, int nargs);
+/* From the parker's continuation, first thing after the yield: 1 when the
+ * loop resumed t as rl__task_wake asked, 0 when something else resumed it
+ * (coroutine.resume by hand): t is then no longer parked nor ready, and
+ * the parker forgets it (unless rl__task_wake was already called: *woken
+ * tells) and raises an error. */
+int rl__task_unpark(rl_task *t, int *woken);
 
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */

@@ -10,6 +10,8 @@
 #include "queue.h"
 
 typedef struct {
+  rl_ctx **home;     /* the context userdata's pointer (the userdata is this
+                        one's user value 2): NULL once lua_close freed it */
   lua_Integer cap;   /* values held before put waits; LUA_MAXINTEGER: none */
   lua_Integer first; /* key of the oldest value */
   lua_Integer count;
@@ -19,7 +21,45 @@ typedef struct {
 } rl_queue;
 
 static rl_queue *check_q(lua_State *L) {
-  return luaL_checkudata(L, 1, RL_QUEUE_MT);
+  rl_queue *q = luaL_checkudata(L, 1, RL_QUEUE_MT);
+  if (*q->home == NULL) { /* lua_close: its tasks are gone, and so is ctx */
+    q->closed = 1;
+    q->takers = q->takers_tail = q->putters = q->putters_tail = NULL;
+  }
+  return q;
+}
+
+static void waiter_remove(rl_task **head, rl_task **tail, rl_task *t) {
+  rl_task *prev = NULL;
+  for (rl_task *w = *head; w; prev = w, w = w->wnext) {
+    if (w != t)
+      continue;
+    if (prev)
+      prev->wnext = w->wnext;
+    else
+      *head = w->wnext;
+    if (*tail == w)
+      *tail = prev;
+    w->wnext = NULL;
+    return;
+  }
+}
+
+/* After a take's or put's yield: woken by the queue, or resumed by hand
+ * (an error, and the task waits no more). */
+static int resumed_k(lua_State *L, int status, lua_KContext k) {
+  rl_queue *q = lua_touserdata(L, 1);
+  rl_task *t = (rl_task *)k;
+  int woken;
+  (void)status;
+  if (rl__task_unpark(t, &woken))
+    return t->nwake;
+  if (!woken) {
+    waiter_remove(&q->takers, &q->takers_tail, t);
+    waiter_remove(&q->putters, &q->putters_tail, t);
+  }
+  return luaL_error(L, "queue: a waiting task was resumed by something "
+                       "other than ringlet");
 }
 
 static void waiter_push(rl_task **head, rl_task **tail, rl_task *t) {
@@ -117,7 +157,7 @@ static int q_put(lua_State *L) {
   append(L, q, 2);
   waiter_push(&q->putters, &q->putters_tail, t);
   rl__task_park(t);
-  return lua_yield(L, 0); /* woken with true */
+  return lua_yieldk(L, 0, (lua_KContext)t, resumed_k); /* woken with true */
 }
 
 /* q:offer(v): put without waiting; false when full or closed. */
@@ -148,7 +188,7 @@ static int q_take(lua_State *L) {
   rl_task *t = waiting_task(L, "take", "poll");
   waiter_push(&q->takers, &q->takers_tail, t);
   rl__task_park(t);
-  return lua_yield(L, 0); /* woken with a value, or nil by close */
+  return lua_yieldk(L, 0, (lua_KContext)t, resumed_k); /* a value, or nil */
 }
 
 /* q:poll(): the oldest value, or nil at once. */
@@ -207,13 +247,15 @@ int rl__l_queue(lua_State *L) {
     cap = luaL_checkinteger(L, 1);
     luaL_argcheck(L, cap >= 0, 1, "capacity must be >= 0");
   }
-  rl_queue *q = lua_newuserdatauv(L, sizeof *q, 1);
+  rl_queue *q = lua_newuserdatauv(L, sizeof *q, 2);
   memset(q, 0, sizeof *q);
   q->cap = cap;
   q->first = 1;
   luaL_setmetatable(L, RL_QUEUE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
+  q->home = rl__ctx_push(L);
+  lua_setiuservalue(L, -2, 2);
   return 1;
 }
 

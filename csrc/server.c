@@ -31,6 +31,7 @@ struct rl_server {
   int port;        /* bound port */
   int handler_ref; /* registry: the handler function */
   int self_ref;    /* registry: the userdata, while not fully closed */
+  int stopped_ref; /* registry: stop's on_stopped functions (an array) */
   int inflight;    /* handlers started and not finished */
   int stopping;
   int timer_open;    /* stop_timer is not closed yet */
@@ -197,9 +198,26 @@ static void stop_timer_closed(uv_handle_t *h) {
   maybe_closed(s);
 }
 
+/* Call stop's on_stopped functions, each in a task of its own. */
+static int stopped_p(lua_State *L) {
+  rl_server *s = lua_touserdata(L, 1);
+  rl_ctx *ctx = s->ctx;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->stopped_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->stopped_ref);
+  s->stopped_ref = LUA_NOREF;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    rl__call_cb(ctx, L, 0, "on_stopped");
+  }
+  return 0;
+}
+
 static void server_closed(rl_server *s) {
   s->closed = 1;
   rl_ctx *ctx = s->ctx;
+  if (s->stopped_ref != LUA_NOREF && !ctx->closing)
+    rl__protect(ctx, ctx->L, stopped_p, s);
   if (s->self_ref != LUA_NOREF) {
     int ref = s->self_ref;
     s->self_ref = LUA_NOREF;
@@ -389,7 +407,7 @@ int rl__l_run_server(lua_State *L) {
   u->s = s;
   s->ctx = ctx;
   s->cfg = cfg;
-  s->handler_ref = s->self_ref = LUA_NOREF;
+  s->handler_ref = s->self_ref = s->stopped_ref = LUA_NOREF;
   lua_pushvalue(L, 1);
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
@@ -408,21 +426,41 @@ int rl__l_run_server(lua_State *L) {
 static int l_server_stop(lua_State *L) {
   rl_server *s = check_server(L);
   lua_Integer timeout = 100;
+  int on_stopped = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, 2)) {
-      if (lua_type(L, -2) != LUA_TSTRING ||
-          strcmp(lua_tostring(L, -2), "timeout") != 0)
-        return luaL_error(L, "stop: unknown option '%s'",
-                          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
-                                                         : "?");
-      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-        return luaL_error(L, "stop: option 'timeout' must be an integer "
-                             ">= 0 (ms)");
-      timeout = lua_tointeger(L, -1);
+      const char *k =
+          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+      if (strcmp(k, "timeout") == 0) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+          return luaL_error(L, "stop: option 'timeout' must be an integer "
+                               ">= 0 (ms)");
+        timeout = lua_tointeger(L, -1);
+      } else if (strcmp(k, "on_stopped") == 0) {
+        if (!lua_isfunction(L, -1))
+          return luaL_error(L, "stop: option 'on_stopped' must be a "
+                               "function");
+        on_stopped = 1;
+      } else {
+        return luaL_error(L, "stop: unknown option '%s'", k);
+      }
       lua_pop(L, 1);
     }
+  }
+  if (on_stopped && !s->closed) { /* once every connection is gone */
+    if (s->stopped_ref == LUA_NOREF) {
+      lua_newtable(L);
+      s->stopped_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->stopped_ref);
+    lua_getfield(L, 2, "on_stopped");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+  } else if (on_stopped) { /* already: call it soon, as if it had waited */
+    lua_getfield(L, 2, "on_stopped");
+    rl__call_cb(s->ctx, L, 0, "on_stopped");
   }
   int was = s->stopping;
   if (!was)
@@ -446,13 +484,21 @@ static int server_index(lua_State *L) {
     lua_pushcfunction(L, l_server_stop);
     return 1;
   }
+  if (strcmp(k, "status") == 0) {
+    lua_pushstring(L, s->closed     ? "stopped"
+                      : s->stopping ? "stopping"
+                                    : "running");
+    return 1;
+  }
   return 0;
 }
 
 static int server_tostring(lua_State *L) {
   rl_server *s = check_server(L);
   lua_pushfstring(L, "ringlet.server (%s:%d, %s)", s->cfg.ip, s->port,
-                  s->stopping ? "stopped" : "running");
+                  s->closed     ? "stopped"
+                  : s->stopping ? "stopping"
+                                : "running");
   return 1;
 }
 

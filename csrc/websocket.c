@@ -21,8 +21,7 @@
 
 #include "ws.h"
 
-#define RL_WS_FRAME (16 * 1024) /* largest frame of a fragmented send */
-#define RL_WS_CLOSE_MS 2000     /* wait this long for the peer's close */
+#define RL_WS_CLOSE_MS 2000 /* wait this long for the peer's close */
 
 enum {
   OP_CONT = RL_WS_CONT,
@@ -456,20 +455,6 @@ int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n) {
   if (ws->close_sent)
     return -1;
   put_frame(ws, opcode, 1, p, n);
-  return 0;
-}
-
-int rl__ws_send_fragmented(rl_ws *ws, const char *p, size_t n) {
-  if (ws->close_sent)
-    return -1;
-  int op = OP_BINARY;
-  do {
-    size_t k = n > RL_WS_FRAME ? RL_WS_FRAME : n;
-    put_frame(ws, op, k == n, p, k);
-    op = OP_CONT;
-    p += k;
-    n -= k;
-  } while (n > 0);
   return 0;
 }
 

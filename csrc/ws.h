@@ -47,8 +47,6 @@ void rl__ws_start(rl_ws *ws, rl_conn *c, const rl_ws_cbs *cbs, void *ud);
 
 /* Queue a message of one frame (text, binary, ping). -1 once closing. */
 int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n);
-/* Queue a binary message in frames of at most 16 KiB. -1 once closing. */
-int rl__ws_send_fragmented(rl_ws *ws, const char *p, size_t n);
 /* Queue a frame built once and shared (rl__ws_frame) without copying it.
  * -1 once closing. */
 int rl__ws_send_shared(rl_ws *ws, rl_shared *frame);

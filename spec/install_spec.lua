@@ -62,5 +62,23 @@ ringlet.run()
       assert.is_true(ok2, out2)
       assert.equal("installed /x\n", out2)
       assert.truthy(io.open(tree .. "/bin/ringlet")):close()
+      -- The Lua half of the API comes from the tree too, with the tree's
+      -- paths as `luarocks path` gives them.
+      local modules = [[
+package.path = TREE .. "/share/lua/5.4/?.lua;" .. package.path
+package.cpath = TREE .. "/lib/lua/5.4/?.so;" .. package.cpath
+for _, name in ipairs({ "httpkit", "async", "sse", "websocket" }) do
+  local m = require("ringlet." .. name)
+  assert(type(m) == "table", name)
+  local file = package.searchpath("ringlet." .. name, package.path)
+  assert(file:find(TREE, 1, true), file)
+  io.write(name, " ")
+end
+]]
+      local ok3, out3 = sh("timeout 60 lua5.4 -e "
+        .. helper.quote("TREE=" .. ("%q"):format(tree)) .. " -e "
+        .. helper.quote(modules))
+      assert.is_true(ok3, out3)
+      assert.equal("httpkit async sse websocket ", out3)
     end)
 end)
