@@ -1172,6 +1172,8 @@ static int ch_send(lua_State *L) {
     rl__http_chunk(h, data, n);
   else if (ch->framing != RL_FRAME_NONE)
     rl__http_write(h, data, n); /* Content-Length or close-delimited */
+  if (ch->has_drain)
+    c->backlogged = 1; /* on_drain once it is all written */
   push_send(L, ch, c->queued_total, ok_idx, err_idx);
   if (close)
     ch_finish(L, ch, 1);

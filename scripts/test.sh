@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: build, luacheck, clang-format check, busted specs
+# The whole test suite: build, luacheck, LDoc, clang-format check, busted specs
 # over real sockets. Ends with "N passed, M failed"; exits non-zero on any
 # failure.
 #
@@ -32,6 +32,9 @@ step "layers (no call or include cycle in csrc/)" lua5.4 scripts/layers.lua "$BU
 lua_dirs=()
 for d in lua spec examples bench; do [ -d "$d" ] && lua_dirs+=("$d"); done
 step "luacheck" luacheck -q "${lua_dirs[@]}"
+if [ "$BUILD" = build ]; then
+  step "docs (LDoc, no warnings)" bash scripts/docs.sh
+fi
 if command -v clang-format >/dev/null; then
   step "clang-format" clang-format --dry-run -Werror csrc/*.c csrc/*.h bench/*.c \
     examples/*.c spec/c/*.c
