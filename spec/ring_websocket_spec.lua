@@ -58,6 +58,11 @@ return function(req)
         if m == "close" then ws.close(s)
         elseif m == "close4001" then ws.close(s, 4001, "bye")
         elseif m == "sleep" then ringlet_sleep(20) ws.send(s, "slept")
+        elseif m == "binaries" then
+          -- the literal, and the other modules' constructors
+          ws.send(s, { data = "lit\0", binary = true })
+          ws.send(s, require("ringlet.httpkit").binary("hk"))
+          ws.send(s, require("ringlet.async").binary("as"))
         elseif binary then ws.send(s, ws.binary(m))
         else
           ws.send(s, m, function() ws.send(s, "written " .. m) end,
@@ -116,7 +121,8 @@ describe("Ring 1.11 listener", function()
       return has(log, "after nil")
     end))
     assert.same({ "open true", "message hi false", "message \0\255\16 true", "ping pp",
-      "message close4001 false", "close 4001 bye false", "failed closed", "after nil" },
+      "message close4001 false", "close 4001 bye false",
+      "failed connection closed before the message was sent", "after nil" },
       log)
     assert.equal(0, srv:stop())
   end)
@@ -175,6 +181,49 @@ describe("Ring 1.11 listener", function()
     assert.equal(0, srv:stop())
   end)
 
+  it_ws("send takes a literal {data = s, binary = true} and the binary "
+    .. "values of ringlet.httpkit and ringlet.async", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local rec = session(srv.port, "/", '[{"send":"binaries"},{"until":4},{"close":1000}]')
+    assert.same({ "welcome ", "bin:6c697400", "bin:686b", "bin:6173" }, messages(rec))
+    assert.equal(0, srv:stop())
+  end)
+
+  it("binary is the one binary form: {data = s, binary = true}, shared by "
+    .. "ringlet.httpkit and ringlet.async", function()
+    local ok, out = helper.run_script([[
+      local ws = require "ringlet.websocket"
+      local httpkit = require "ringlet.httpkit"
+      local async = require "ringlet.async"
+      local b = ws.binary("\0ab")
+      print(b.data == "\0ab", b.binary, getmetatable(b).__name,
+        #b, tostring(b) == "\0ab", "x" .. b == "x\0ab", b .. 1 == "\0ab1",
+        b == ws.binary("\0ab"), b == { data = "\0ab", binary = true },
+        b == ws.binary("other"), b == { data = "\0ab" })
+      print(httpkit.binary == ws.binary, async.binary == ws.binary,
+        httpkit.is_binary == ws.is_binary, async.is_binary == ws.is_binary)
+      print(ws.is_binary(b), ws.is_binary({ data = "x", binary = true }),
+        ws.is_binary({ data = "x" }), ws.is_binary({ data = 1, binary = true }),
+        ws.is_binary({ data = "x", binary = "yes" }), ws.is_binary("x"))
+      print(select(2, pcall(ws.binary, 1)))
+      print(select(2, pcall(ws.send, nil, { data = "x" })))
+      print(select(2, pcall(function() return b .. {} end)))
+    ]])
+    assert.is_true(ok, out)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.same({
+      "true\ttrue\tringlet.binary\t3\ttrue\ttrue\ttrue\ttrue\ttrue\tfalse\tfalse",
+      "true\ttrue\ttrue\ttrue",
+      "true\ttrue\tfalse\tfalse\tfalse\tfalse",
+    }, { lines[1], lines[2], lines[3] })
+    assert.matches("binary: expected a string, got number$", lines[4])
+    assert.matches("websocket.send: message must be a string or a binary message", lines[5],
+      1, true)
+    assert.matches("attempt to concatenate a table value", lines[6], 1, true)
+  end)
+
   it("request and response predicates, request_protocols", function()
     local ok, out = helper.run_script([[
       local ws = require "ringlet.websocket"
@@ -192,7 +241,8 @@ describe("Ring 1.11 listener", function()
     ]])
     assert.is_true(ok, out)
     assert.matches("^true\tfalse\ttrue\tfalse\tmqtt|wamp|v2\t0\n", out)
-    assert.matches("message must be a string or websocket.binary", out, 1, true)
+    assert.matches("websocket.send: message must be a string or a binary message "
+      .. "({data = s, binary = true}, websocket.binary(s)), got number", out, 1, true)
   end)
 end)
 
