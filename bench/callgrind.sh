@@ -16,7 +16,9 @@
 # moves by about 2% from run to run (how many requests each loop turn and
 # each GC step serve); compare builds over alternating runs.
 #
-# RINGLET_BIN [build/ringlet], WSBENCH_BIN [bench/wsbench-bin.sh's choice],
+# APP [bench/app.lua] (any app that echoes WebSocket messages on WS_PATH
+# [/ws]: examples/async_echo.lua, examples/httpkit/websocket.lua with
+# WS_PATH=/, ...), RINGLET_BIN [build/ringlet], WSBENCH_BIN [bench/wsbench-bin.sh's choice],
 # DURATION [8s], CONNS [10] (wrk -c), URL_PATH [/hello] (/stream: the
 # chunked iterator body), MESSAGES [3000] and OUT (a directory
 # to keep callgrind.out.* in, for callgrind_annotate) override the defaults.
@@ -31,6 +33,8 @@ DURATION=${DURATION:-8s}
 MESSAGES=${MESSAGES:-3000}
 CONNS=${CONNS:-10}
 URL_PATH=${URL_PATH:-/hello}
+APP=${APP:-bench/app.lua}
+WS_PATH=${WS_PATH:-/ws}
 what=${1:-all}
 
 die() {
@@ -54,7 +58,7 @@ trap cleanup EXIT
 start_server() {
   valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$OUT/callgrind.out.$1" \
-    "$BIN" bench/app.lua --ip 127.0.0.1 --port 0 >"$tmp/server.log" 2>&1 &
+    "$BIN" "$APP" --ip 127.0.0.1 --port 0 >"$tmp/server.log" 2>&1 &
   pid=$!
   port=
   for _ in $(seq 100); do
@@ -96,7 +100,7 @@ if [ "$what" = ws ] || [ "$what" = all ]; then
   WSBENCH=$(wsbench_bin) || die "cannot build wsbench"
   start_server ws
   echo "callgrind: wsbench --conns 10 --messages $MESSAGES --size 32 --depth 1" >&2
-  n=$("$WSBENCH" --port "$port" --path /ws --conns 10 --messages "$MESSAGES" \
+  n=$("$WSBENCH" --port "$port" --path "$WS_PATH" --conns 10 --messages "$MESSAGES" \
     --size 32 --depth 1 | awk '/^messages:/ { print $2 }')
   stop_server ws "${n:-0}" messages
 fi
