@@ -390,9 +390,20 @@ static int detach_p(lua_State *L) {
   int by_server = ch->closed || ch->by_server ||
                   (ch->sock && rl__ws_initiated(ch->sock)) ||
                   (ch->http && ch->http->goaway);
+  const char *why = NULL;
+  size_t whyn = 0;
+  int failed = !ch->closed && !ch->by_server && ch->sock
+                   ? rl__ws_failed(ch->sock, &why, &whyn)
+                   : 0;
   ch->closed = 1;
   ch_stop_timer(ch);
   stream_abort(L, ch, uidx);
+  if (failed) { /* the peer broke the protocol: an error, then on_close */
+    lua_pushfstring(L, "websocket: %s (closed with %d)",
+                    lua_pushlstring(L, why, whyn), failed);
+    call_on_error(L, ch, uidx, lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
   if (d->code) {
     lua_pushlstring(L, d->reason, d->n);
     fire_close(L, ch, uidx, d->code, lua_tostring(L, -1), by_server);
@@ -800,6 +811,17 @@ static void stream_drain(lua_State *L, rl_channel *ch, int uidx) {
     lua_rawgeti(L, -1, ch->pend_head);
     lua_pushnil(L);
     lua_rawseti(L, -3, ch->pend_head++);
+    if (ch->closed || ch->conn == NULL) {
+      /* it was accepted (send returned true): its on_error is owed */
+      int top = lua_gettop(L);
+      if (lua_rawgeti(L, -1, 2) == LUA_TTABLE &&
+          lua_getfield(L, -1, "on_error") == LUA_TFUNCTION) {
+        lua_pushliteral(L, "channel closed before the message was sent");
+        ch_start(L, ch, 1, 0);
+      }
+      lua_settop(L, top - 2);
+      continue;
+    }
     lua_getmetatable(L, uidx); /* ch_send's upvalue, as a method's */
     lua_pushcclosure(L, ch_send, 1);
     lua_pushvalue(L, uidx);
@@ -818,8 +840,9 @@ static void stream_drain(lua_State *L, rl_channel *ch, int uidx) {
 
 /* The stream ended: err NULL when all of it is queued (its on_success
  * fires once written; close if asked), else the reason it failed (its
- * on_error, or the channel's, is told; a broken HTTP stream ends without
- * its last chunk, so the client sees it was cut short). */
+ * on_error and the channel's are told, and it is logged if neither is set; a
+ * broken HTTP stream ends without its last chunk, so the client sees it was cut
+ * short). */
 static void stream_end(lua_State *L, rl_channel *ch, int uidx,
                        const char *err) {
   int top = lua_gettop(L);
@@ -858,12 +881,17 @@ static void stream_end(lua_State *L, rl_channel *ch, int uidx,
     }
   } else {
     lua_pushstring(L, err);
-    if (!lua_isnil(L, t + 2)) {
+    int own = !lua_isnil(L, t + 2); /* the send's on_error handles it */
+    if (own) {
       lua_pushvalue(L, t + 2);
       lua_pushvalue(L, -2);
       ch_start(L, ch, 1, 0);
     }
-    call_on_error(L, ch, uidx, lua_tostring(L, -1));
+    lua_getiuservalue(L, uidx, CH_OPTS);
+    int chan = lua_getfield(L, -1, "on_error") != LUA_TNIL;
+    lua_pop(L, 2);
+    if (chan || !own) /* the channel's too; logged when neither has one */
+      call_on_error(L, ch, uidx, lua_tostring(L, -1));
     if (!ch->ws && ch->conn && !ch->closed) {
       ch->by_server = 1;
       rl__conn_shutdown(ch->conn); /* what was sent, then no last chunk */
@@ -962,6 +990,49 @@ static void stream_defer(lua_State *L, rl_channel *ch) {
     ch->pend_head = ch->pend_tail = 1;
   lua_rawseti(L, -2, ch->pend_tail++);
   lua_pop(L, 1);
+}
+
+/* A message ch_send could send (at 2), checked before it waits its turn:
+ * the same errors as sending it now would raise. */
+static void check_message(lua_State *L, rl_channel *ch, int is_map) {
+  int idx = 2;
+  if (is_map && ch->ws)
+    luaL_error(L, "send: a response table ({status=, headers=, body=}) "
+                  "cannot be sent on a WebSocket");
+  if (is_map && ch->head_sent)
+    luaL_error(L, "send: a response table ({status=, headers=, body=}) is "
+                  "allowed only on the first send to an HTTP stream");
+  if (is_map) {
+    lua_getfield(L, 2, "body");
+    idx = lua_gettop(L);
+  }
+  luaL_Stream *fs = luaL_testudata(L, idx, LUA_FILEHANDLE);
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    if (is_map || !ch->ws) /* an empty body or chunk */
+      break;
+    /* fall through */
+  default:
+    if (fs == NULL)
+      luaL_error(L,
+                 "send: a message must be a string, an array of strings, a "
+                 "file or an iterator function (got %s)",
+                 luaL_typename(L, idx));
+    if (fs->closef == NULL)
+      luaL_error(L, "send: the file is closed");
+    break;
+  case LUA_TSTRING:
+  case LUA_TFUNCTION:
+    break;
+  case LUA_TTABLE:
+    for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, idx); i <= n; i++) {
+      if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
+        luaL_error(L, "send: a message array may hold only strings");
+      lua_pop(L, 1);
+    }
+    break;
+  }
+  lua_settop(L, 5);
 }
 
 static int is_source(lua_State *L, int idx) {
@@ -1091,7 +1162,8 @@ static int ch_send(lua_State *L) {
     return 1;
   }
   if (ch->streaming || (ch->pend_head < ch->pend_tail && !ch->replaying)) {
-    stream_defer(L, ch); /* after the stream, in order */
+    check_message(L, ch, is_map); /* bad ones raise now, not in turn */
+    stream_defer(L, ch);          /* after the stream, in order */
     lua_pushboolean(L, 1);
     return 1;
   }

@@ -451,6 +451,15 @@ static void ws_proceed(rl_ws *ws) {
 
 int rl__ws_initiated(const rl_ws *ws) { return ws->initiated; }
 
+int rl__ws_failed(const rl_ws *ws, const char **reason, size_t *n) {
+  int code = ws->initiated ? ws->code_sent : 0;
+  if (code != 1002 && code != 1007 && code != 1009)
+    return 0;
+  *reason = ws->reason_sent;
+  *n = ws->reason_sent_len;
+  return code;
+}
+
 int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n) {
   if (ws->close_sent)
     return -1;

@@ -54,6 +54,10 @@ int rl__ws_send_shared(rl_ws *ws, rl_shared *frame);
 rl_shared *rl__ws_frame(int opcode, const char *p, size_t n);
 /* Our close frame went out before the peer's (we started the closing). */
 int rl__ws_initiated(const rl_ws *ws);
+/* We failed the connection for the peer's fault: the code (1002 protocol
+ * error, 1007 invalid UTF-8, 1009 too big) and the reason we sent; 0 when
+ * not. */
+int rl__ws_failed(const rl_ws *ws, const char **reason, size_t *n);
 /* Start the closing handshake: the close frame follows what is queued. */
 int rl__ws_close(rl_ws *ws, int code, const char *reason, size_t n);
 

@@ -400,7 +400,8 @@ local UPGRADE_BODY = "this resource speaks WebSocket only\n"
 -- itself is logged and closes the socket with 1011 (after what `fn` put
 -- before it) in both cases.
 -- Protocol errors (bad frames, bad UTF-8, a message over `max_ws`) are
--- answered by the core with their own close code (1002, 1007, 1009).
+-- answered by the core with their own close code (1002, 1007, 1009), and
+-- reach `errors` as the channel's `on_error` gets them.
 --
 -- Two forms. `async.websocket(req, fn [, opts])` is built on
 -- `ringlet.as_channel(req, ...)`: it takes the channel options `timeout`,
