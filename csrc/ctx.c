@@ -203,20 +203,20 @@ int rl__task_unpark(rl_task *t, int *woken) {
   return 0;
 }
 
-/* Resume the tasks that were ready when the loop came here; those they
- * wake wait for the next turn, so two tasks passing values to each other
- * forever still let the loop serve everyone else. */
+/* Resume ready tasks, those they wake included (a value passed along a
+ * chain of tasks goes in one turn), up to RL_WAKE_BUDGET a turn: two
+ * tasks passing values to each other forever still let the loop serve
+ * everyone else. */
+#define RL_WAKE_BUDGET 256
+
 static void wake_cb(uv_check_t *h) {
   rl_ctx *ctx = h->data;
-  rl_task *last = ctx->ready_tail;
-  while (ctx->ready) {
+  for (int n = 0; ctx->ready && n < RL_WAKE_BUDGET; n++) {
     rl_task *t = ctx->ready;
     list_unlink(&ctx->ready, t);
     if (ctx->ready == NULL)
       ctx->ready_tail = NULL;
     rl__protect(ctx, ctx->L, wake_p, t);
-    if (t == last)
-      break;
   }
   if (ctx->ready == NULL) {
     uv_check_stop(ctx->wake);
