@@ -786,6 +786,7 @@ static void merge_headers(lua_State *L, int base, int over) {
 
 #define RL_STREAM_PIECE (16 * 1024)
 #define RL_STREAM_HWM (64 * 1024)
+#define RL_STREAM_CALLS 64 /* iterator calls in one go */
 
 static int ch_send(lua_State *L);
 
@@ -927,6 +928,7 @@ static void src_done(rl_task *task, lua_State *co, int status, int nres) {
 }
 
 static void stream_pump(lua_State *L, rl_channel *ch, int uidx) {
+  int calls = 0;
   ch->pumping = 1;
   while (ch->streaming && ch->src_task == NULL) {
     if (ch->conn == NULL || (ch->closed && !ch->src_close)) {
@@ -944,6 +946,10 @@ static void stream_pump(lua_State *L, rl_channel *ch, int uidx) {
         stream_end(L, ch, uidx,
                    ferror(ch->src_fp) ? "send: cannot read the file" : NULL);
       continue;
+    }
+    if (++calls > RL_STREAM_CALLS) { /* tiny pieces: let the loop breathe */
+      rl__conn_defer(ch->conn);      /* the flusher pumps again */
+      break;
     }
     lua_getiuservalue(L, uidx, CH_STREAM);
     lua_getfield(L, -1, "src");

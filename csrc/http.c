@@ -527,8 +527,8 @@ static void http_continue(rl_conn *c) {
   rl_http *h = c->data;
   if (h->state == RL_READING)
     process(h);
-  else if (h->state == RL_BODY)
-    h->cbs->on_written(h);
+  else if (h->state == RL_BODY || h->state == RL_STREAM)
+    h->cbs->on_written(h); /* the body or stream asked to go on later */
 }
 
 /* The server is stopping: idle connections close now, streams end now

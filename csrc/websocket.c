@@ -517,8 +517,11 @@ static void ws_written(rl_conn *c) {
 }
 
 static void ws_continue(rl_conn *c) {
-  ws_proceed(c->data);
+  rl_ws *ws = c->data;
+  ws_proceed(ws);
   rl__conn_read_start(c); /* unless paused or closing */
+  if (!ws->closed_up && !rl__conn_closing(c))
+    ws->cbs->on_written(ws->ud); /* the layer above asked to go on later */
 }
 
 static void ws_goaway(rl_conn *c) {
