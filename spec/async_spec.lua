@@ -1,60 +1,17 @@
 -- ringlet.async (ring-websocket-async in coroutines) and
 -- examples/async_echo.lua, over real sockets: Node's `ws` is the client
--- (spec/node/async_client.js, and ws_client.js for the example); the
--- backpressure specs use a raw LuaSocket client (spec/wsclient.lua) that
--- can stop reading. Servers run in child processes (helper.start); every
--- wait is bounded by helper.TEST_TIMEOUT.
+-- (spec/node/ws_script.js through helper.ws_session, and ws_client.js for
+-- the example); the backpressure specs use a raw LuaSocket client
+-- (spec/wsclient.lua) that can stop reading. Servers run in child
+-- processes (helper.start); every wait is bounded by helper.TEST_TIMEOUT.
 
 local helper = require "helper"
 local ws = require "wsclient"
 local socket = require "socket"
 
-local quote = helper.quote
-
-local ROOT = assert(os.getenv("PWD"), "PWD not set")
-local NODE_DIR = ROOT .. "/spec/node"
-
-local function have_command(name)
-  return os.execute("command -v " .. quote(name) .. " >/dev/null 2>&1")
-    == true
-end
-
-local WS_MISSING = (not have_command("node")
-    and "node is not installed (scripts/node-deps.sh)")
-  or (not helper.exists(NODE_DIR .. "/node_modules/ws/package.json")
-    and "spec/node/node_modules/ws is missing (scripts/node-deps.sh)")
-  or nil
-
-local function it_ws(name, fn)
-  if WS_MISSING then
-    pending(name .. " [pending: " .. WS_MISSING .. "]")
-  else
-    it(name, fn)
-  end
-end
-
--- Runs spec/node/async_client.js; returns its record (see the script).
-local function session(port, path, steps)
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %d %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 5,
-      quote(NODE_DIR .. "/async_client.js"), port, quote(path),
-      quote(steps or "[]"))
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  pipe:close()
-  local ok, rec = pcall(helper.decode, out:match("({.*})%s*$"))
-  assert(ok and type(rec) == "table",
-    "async_client.js printed no record:\n" .. out)
-  return rec
-end
-
-local function texts(rec)
-  local list = {}
-  for i, m in ipairs(rec.messages) do
-    list[i] = (m.binary and "bin:" or "") .. m.data
-  end
-  return list
-end
+local it_ws = helper.it_needs("ws", it, pending)
+local session = helper.ws_session
+local texts = helper.ws_texts
 
 -- The app: one route per behaviour. GET /log returns what the server
 -- recorded (LOG, serialized).
@@ -283,16 +240,10 @@ return function(req)
 end
 ]==]
 
-local function get_table(srv, path)
-  local res = assert(helper.request(srv.port, "GET", path))
-  assert.equal(200, res.status, res.body)
-  return helper.decode(res.body)
-end
-
 local function wait_log(srv, key)
   local entry
   helper.wait_until(function()
-    entry = get_table(srv, "/log")[key]
+    entry = helper.get_value(srv, "/log")[key]
     return entry
   end)
   assert(entry, "the server never logged " .. key)
@@ -324,20 +275,18 @@ describe("ringlet.async", function()
     end)
 
     it_ws("serves many sockets at once, each with its own queues", function()
-      local pipes = {}
+      local clients = {}
+      finally(function() -- each client is waited for, whatever happens
+        for _, client in ipairs(clients) do pcall(client.records, client) end
+      end)
       for i = 1, 6 do
         local steps = ('[{"sendn": 20, "prefix": "c%d-"}, {"until": 20}, '
           .. '{"close": 1000}]'):format(i)
-        local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %d "
-          .. "/echo %s 2>&1"):format(helper.TEST_TIMEOUT,
-          helper.TEST_TIMEOUT * 5, quote(NODE_DIR .. "/async_client.js"),
-          srv.port, quote(steps))
-        pipes[i] = assert(io.popen(cmd, "r"))
+        clients[i] = helper.ws_start(srv.port, { { path = "/echo",
+          steps = steps } })
       end
-      for i, pipe in ipairs(pipes) do
-        local out = pipe:read("a") or ""
-        pipe:close()
-        local rec = helper.decode(out:match("({.*})%s*$"))
+      for i, client in ipairs(clients) do
+        local rec = client:records()[1]
         local want = {}
         for k = 1, 20 do want[k] = ("c%d-%d"):format(i, k) end
         assert.same(want, texts(rec))
@@ -349,7 +298,7 @@ describe("ringlet.async", function()
       local res = assert(helper.request(srv.port, "GET", "/echo"))
       assert.equal(426, res.status)
       assert.equal("websocket", res.headers.upgrade)
-      local rec = session(srv.port, "/echo", "[]")
+      local rec = session(srv.port, "/echo", '[{"close": 1000}]')
       assert.is_true(rec.opened) -- the same route still upgrades
     end)
 
@@ -554,7 +503,7 @@ print(table.concat(names, " "))
     local N, SIZE = 300, 65536
 
     local function stats()
-      return get_table(srv, "/stats")
+      return helper.get_value(srv, "/stats")
     end
 
     -- Polls /stats until puts stop moving for 300 ms (or reach N).
@@ -746,10 +695,7 @@ end)
 
 describe("examples/async_echo.lua", function()
   local function start_example()
-    local f = assert(io.open(ROOT .. "/examples/async_echo.lua", "rb"))
-    local source = f:read("a")
-    f:close()
-    return helper.start(source)
+    return helper.start(helper.repo_file("examples/async_echo.lua"))
   end
 
   it_ws("echoes text and binary byte for byte to the ws client, answers "
@@ -757,15 +703,7 @@ describe("examples/async_echo.lua", function()
     local defer = helper.cleanup(finally)
     local srv = start_example()
     defer(function() srv:stop() end)
-    local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %d / 2>&1")
-      :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 10,
-        quote(NODE_DIR .. "/ws_client.js"), srv.port)
-    local pipe = assert(io.popen(cmd, "r"))
-    local out = pipe:read("a") or ""
-    local _, _, code = pipe:close()
-    assert(code == 0 and out:find('^{"ok":true'),
-      "ws_client.js failed (exit " .. tostring(code) .. "):\n" .. out)
-    assert.truthy(out:find('"close_code":1000', 1, true), out)
+    helper.assert_ws_client(srv.port)
     helper.assert_clean_stop(srv)
   end)
 

@@ -8,26 +8,12 @@
 
 local helper = require "helper"
 
--- The part every test app shares: record(...) appends one event (its
--- arguments passed through tostring and joined with spaces) to the log;
--- routes maps a path to a handler; GET /events returns the log.
+-- The part every test app shares: helper.EVENT_LOG (record(...) appends
+-- one event to the log, routes maps a path to a handler, GET /events
+-- returns the log) and GET /plain.
 local PRELUDE = [[
 local ringlet = require "ringlet"
-]] .. helper.SERIALIZER .. [[
-local log = {}
-local function record(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  log[#log + 1] = table.concat(t, " ", 1, t.n)
-end
-local routes = {}
-routes["/events"] = function()
-  return {
-    status = 200,
-    headers = { ["content-type"] = "text/plain" },
-    body = serialize(log),
-  }
-end
+]] .. helper.EVENT_LOG .. [[
 routes["/plain"] = function()
   return {
     status = 200,
@@ -37,52 +23,13 @@ routes["/plain"] = function()
 end
 ]]
 
-local EPILOGUE = [[
-return function(req)
-  local route = routes[req.uri]
-  if route then return route(req) end
-  return { status = 404, body = "no route for " .. req.uri }
-end
-]]
-
 -- Starts an app made of the prelude, the given route definitions and the
 -- dispatcher. The caller stops it in `finally`.
 local function start(routes_source)
-  return helper.start(PRELUDE .. routes_source .. "\n" .. EPILOGUE)
+  return helper.start(PRELUDE .. routes_source .. "\n" .. helper.DISPATCH)
 end
 
--- The app's event log.
-local function events(srv)
-  local res = assert(helper.request(srv.port, "GET", "/events"))
-  assert.equal(200, res.status)
-  return helper.decode(res.body)
-end
-
-local function contains(list, item)
-  for _, v in ipairs(list) do
-    if v == item then return true end
-  end
-  return false
-end
-
--- Waits until the app's log holds `item`, then returns the log (or false
--- after TEST_TIMEOUT). The log is read again once more, so a callback that
--- fires twice (on_close twice, say) has had one more round trip to show.
-local function wait_event(srv, item)
-  local found = helper.wait_until(function()
-    return contains(events(srv), item)
-  end)
-  if not found then
-    return false
-  end
-  return events(srv)
-end
-
-local function sorted(list)
-  local copy = { table.unpack(list) }
-  table.sort(copy)
-  return copy
-end
+local sorted = helper.sorted
 
 local function get(path)
   return helper.request_bytes("GET", path, { host = "127.0.0.1" })
@@ -258,7 +205,7 @@ end
 
     local res = assert(helper.request(srv.port, "GET", "/later-table"))
     assert.same({ 200, { "a", "c" } }, { res.status, res.chunks })
-    assert.same({ "later table false string" }, events(srv))
+    assert.same({ "later table false string" }, helper.events(srv))
 
     helper.assert_clean_stop(srv)
   end)
@@ -297,7 +244,7 @@ end
     assert.same({ 200, "plain" }, { res.status, res.body })
 
     assert.same({ "close false nil nil", "send true" },
-      sorted(assert(wait_event(srv, "close false nil nil"))))
+      sorted(helper.wait_events(srv, "close false nil nil")))
 
     helper.assert_clean_stop(srv)
   end)
@@ -352,7 +299,7 @@ end
     assert.same({ 200, "x" }, { res.status, res.body })
     assert.same(
       { "handler start", "handler end", "open true", "close false nil nil" },
-      wait_event(srv, "close false nil nil"))
+      helper.wait_events(srv, "close false nil nil"))
 
     helper.assert_clean_stop(srv)
   end)
@@ -383,7 +330,7 @@ end
     -- Whether on_success runs inside send or later is not specified: only
     -- that each happens exactly once, and nothing is left queued by then.
     assert.same({ "on_close", "send true number", "success 0" },
-      sorted(assert(wait_event(srv, "on_close"))))
+      sorted(helper.wait_events(srv, "on_close")))
 
     helper.assert_clean_stop(srv)
   end)
@@ -413,7 +360,7 @@ end
 
     local res = assert(helper.request(srv.port, "GET", "/close"))
     assert.same({ 200, { "only" } }, { res.status, res.chunks })
-    local log = assert(wait_event(srv, "on_close false nil nil"))
+    local log = helper.wait_events(srv, "on_close false nil nil")
     -- on_close may run inside close() or just after it.
     assert.same(sorted({
       "is_open before true", "close true", "close again false",
@@ -446,7 +393,7 @@ end
     assert.same({
       "request /introspect x=1 get", "is_websocket false", "is_open true",
       "buffered_amount number",
-    }, events(srv))
+    }, helper.events(srv))
 
     helper.assert_clean_stop(srv)
   end)
@@ -496,11 +443,11 @@ end
       sock:close()
 
       assert.same({ "close false nil nil" },
-        wait_event(srv, "close false nil nil"))
+        helper.wait_events(srv, "close false nil nil"))
       local res = assert(helper.request(srv.port, "GET", "/send-held"))
       assert.same({ 200, "nil false" }, { res.status, res.body })
       -- on_close did not fire again, and the late send's on_success never.
-      assert.same({ "close false nil nil" }, events(srv))
+      assert.same({ "close false nil nil" }, helper.events(srv))
 
       helper.assert_clean_stop(srv)
     end)
@@ -529,7 +476,7 @@ end
     local res = assert(helper.read_response(sock))
     assert.same({ 200, { "tick" } }, { res.status, res.chunks })
     assert.same({ "close false nil nil" },
-      wait_event(srv, "close false nil nil"))
+      helper.wait_events(srv, "close false nil nil"))
 
     helper.assert_clean_stop(srv)
   end)

@@ -4,8 +4,8 @@
 -- (spec/node/chat_browser.js).
 --
 -- The Node clients need `node`, spec/node/node_modules (scripts/node-deps.sh
--- installs both) and, for the browser, /usr/bin/chromium; without them those
--- specs are pending and say what is missing.
+-- installs both) and, for the browser, Chromium (helper.missing); without
+-- them those specs are pending and say what is missing.
 --
 -- Servers run in child processes (helper.start). Every wait is bounded by
 -- helper.TEST_TIMEOUT (the Node scripts read the same $RINGLET_TEST_TIMEOUT);
@@ -14,96 +14,11 @@
 local helper = require "helper"
 local ws = require "wsclient"
 
-local quote = helper.quote
-
--- The repository's root, absolute: ringlet loads app files from /tmp, so
--- paths handed to it must not depend on where it looks from.
-local function repo_root()
-  local spec = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
-  local dir = spec:match("^(.*)/[^/]*$") or "."
-  local pipe = assert(io.popen("cd " .. quote(dir .. "/..") .. " && pwd"))
-  local root = pipe:read("l")
-  pipe:close()
-  return assert(root, "cannot find the repository root")
-end
-
-local ROOT = repo_root()
-local NODE_DIR = ROOT .. "/spec/node"
-local CHROMIUM = "/usr/bin/chromium"
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
-local function have_command(name)
-  return os.execute("command -v " .. quote(name) .. " >/dev/null 2>&1")
-    == true
-end
-
--- nil when the Node clients can run, else why not.
-local function node_missing(packages)
-  if not have_command("node") then
-    return "node is not installed (scripts/node-deps.sh)"
-  end
-  for _, p in ipairs(packages) do
-    if not helper.exists(NODE_DIR .. "/node_modules/" .. p .. "/package.json") then
-      return "spec/node/node_modules/" .. p
-        .. " is missing (scripts/node-deps.sh)"
-    end
-  end
-  return nil
-end
-
-local WS_MISSING = node_missing({ "ws" })
-local BROWSER_MISSING = node_missing({ "playwright-core" })
-  or (not helper.exists(CHROMIUM) and CHROMIUM .. " is missing (scripts/node-deps.sh)")
-  or nil
-
--- `it` when nothing is missing, else a pending spec naming what is.
-local function it_with(missing, name, fn)
-  if missing then
-    pending(name .. " [pending: " .. missing .. "]")
-  else
-    it(name, fn)
-  end
-end
-
--- Runs a Node script (bounded by timeout(1) on top of its own bounds);
--- returns its stdout and stderr together, and its exit status.
-local function node(script, ...)
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 10,
-      quote(NODE_DIR .. "/" .. script), table.concat(args, " "))
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  local _, how, code = pipe:close()
-  if how == "signal" then code = 128 + code end
-  return out, code
-end
-
--- The last line of `out` that is a JSON object, decoded for the few fields
--- the spec reads: a tiny reader for ws_client.js's flat report (no JSON
--- library needed).
-local function report_of(out)
-  local line
-  for l in out:gmatch("[^\n]+") do
-    if l:match("^{") then line = l end
-  end
-  if not line then return nil end
-  return {
-    ok = line:match('^{"ok":(%a+)') == "true",
-    close_code = tonumber(line:match('"close_code":(%d+)')),
-    json = line,
-  }
-end
+local it_ws = helper.it_needs("ws", it, pending)
+local it_browser = helper.it_needs("browser", it, pending)
 
 local function start_echo()
-  return helper.start(read_file(ROOT .. "/examples/echo.lua"))
+  return helper.start(helper.repo_file("examples/echo.lua"))
 end
 
 -- The chat app reads index.html from its own directory, so it is loaded
@@ -111,7 +26,7 @@ end
 -- the file helper.start writes only points there.
 local function start_chat()
   return helper.start("return dofile(" .. ("%q"):format(
-    ROOT .. "/examples/chat/app.lua") .. ")")
+    helper.ROOT .. "/examples/chat/app.lua") .. ")")
 end
 
 -- RFC 6455 section 1.3's example key and its accept value.
@@ -213,19 +128,13 @@ describe("examples/echo.lua", function()
     helper.assert_clean_stop(srv)
   end)
 
-  it_with(WS_MISSING,
-    "echoes text and binary byte for byte to the ws client, answers its "
-      .. "ping and its close 1000",
+  it_ws("echoes text and binary byte for byte to the ws client, answers its "
+    .. "ping and its close 1000",
     function()
       local defer = helper.cleanup(finally)
       local srv = start_echo()
       defer(function() srv:stop() end)
-      local out, code = node("ws_client.js", tostring(srv.port), "/")
-      local report = report_of(out)
-      assert(report, "ws_client.js printed no report:\n" .. out)
-      assert(report.ok and code == 0,
-        "ws_client.js failed (exit " .. tostring(code) .. "):\n" .. out)
-      assert.equal(1000, report.close_code)
+      helper.assert_ws_client(srv.port)
       -- Another connection is still served after all that.
       assert.equal(200, assert(helper.request(srv.port, "GET", "/")).status)
       helper.assert_clean_stop(srv)
@@ -240,7 +149,7 @@ describe("examples/chat", function()
     local res = assert(helper.request(srv.port, "GET", "/"))
     assert.equal(200, res.status)
     assert.truthy(res.headers["content-type"]:find("text/html", 1, true))
-    assert.equal(read_file(ROOT .. "/examples/chat/index.html"), res.body)
+    assert.equal(helper.repo_file("examples/chat/index.html"), res.body)
     res = assert(helper.request(srv.port, "GET", "/ws"))
     assert.equal(426, res.status)
     res = assert(helper.request(srv.port, "GET", "/nowhere"))
@@ -293,17 +202,17 @@ describe("examples/chat", function()
     helper.assert_clean_stop(srv)
   end)
 
-  it_with(BROWSER_MISSING,
-    "in Chromium: names, history for a newcomer, join and leave notices, "
-    .. "the member count, messages shown as text",
+  it_browser("in Chromium: names, history for a newcomer, join and leave "
+    .. "notices, the member count, messages shown as text",
     function()
       local defer = helper.cleanup(finally)
       local srv = start_chat()
       defer(function() srv:stop() end)
-      local out, code = node("chat_browser.js",
+      local out, code, err = helper.node("chat_browser.js",
         "http://127.0.0.1:" .. srv.port .. "/")
       assert(code == 0,
-        "chat_browser.js failed (exit " .. tostring(code) .. "):\n" .. out)
+        "chat_browser.js failed (exit " .. tostring(code) .. "):\n" .. out
+          .. err)
       helper.assert_clean_stop(srv)
     end)
 end)

@@ -105,6 +105,106 @@
 --                                  output is a Lua expression.
 --   helper.decode(text)            the value of a serialized expression.
 --   helper.quote(s)                s quoted for sh.
+--   helper.json(value)             JSON text for a Lua value made of
+--                                  strings, numbers, booleans and tables
+--                                  (a table with [1], or an empty one, is
+--                                  an array; else an object).
+--   helper.read_file(name)         a file's contents ("" when unreadable).
+--   helper.exists(name)            true when the file can be opened.
+--   helper.marker_path()           a fresh temporary path, no file there.
+--   helper.assert_clean_stop(srv)  stops srv; raises unless it exited 0
+--                                  with no traceback in its stderr.
+--   helper.contains(list, item)    true when the array holds item.
+--   helper.sorted(list)            a sorted copy of an array.
+--
+--   helper.ROOT                    the repository's root, absolute (app
+--                                  files are written to /tmp, so paths
+--                                  handed to them must not be relative).
+--   helper.repo_file(path)         the contents of ROOT/path; raises when
+--                                  it cannot be read (examples' sources).
+--
+-- An app's event log, read back over HTTP. Apps under test run in another
+-- process, so their callbacks record what they saw in a log that a route
+-- answers, serialized:
+--   helper.EVENT_LOG               Lua source for an app: SERIALIZER, then
+--                                  `log` (an array), `record(...)` (appends
+--                                  its arguments through tostring, joined
+--                                  with spaces), `routes` (path -> handler)
+--                                  with routes["/events"] answering the
+--                                  log.
+--   helper.DISPATCH                Lua source ending such an app: returns
+--                                  the handler calling routes[req.uri]
+--                                  (404 for any other path).
+--   helper.get_value(srv, path)    GET path on srv, which must answer 200;
+--                                  returns the body decoded (decode).
+--   helper.events(srv [, tag])     get_value of /events (/events?tag).
+--   helper.wait_events(srv, item, ...)
+--                                  waits until the log (/events) holds
+--                                  every item given, then reads it once
+--                                  more (a callback firing twice has had
+--                                  one more round trip to show) and
+--                                  returns it; raises, showing the log,
+--                                  after TEST_TIMEOUT.
+--
+-- Node clients (spec/node, whose node_modules scripts/node-deps.sh
+-- installs). Each script is bounded by $RINGLET_TEST_TIMEOUT (set to
+-- TEST_TIMEOUT for it) and by timeout(1) on top:
+--   helper.missing(what)           nil when the client can run, else why
+--                                  not (a string): what is "ws" (node and
+--                                  its ws package) or "browser" (node,
+--                                  playwright-core and Chromium:
+--                                  $CHROMIUM or /usr/bin/chromium).
+--   helper.it_needs(what, it, pending)
+--                                  an `it` for specs that need `what`:
+--                                  pass busted's it and pending; it calls
+--                                  it(name, fn), or pending(name .. "
+--                                  [pending: REASON]") when missing(what).
+--   helper.node(script, ...)       runs node spec/node/SCRIPT with these
+--                                  arguments; returns stdout, exit status,
+--                                  stderr.
+--   helper.node_start(script, args [, bound])
+--                                  the same without waiting (args an
+--                                  array; bound: the timeout(1) bound in
+--                                  seconds, default 10 * TEST_TIMEOUT);
+--                                  returns a handle whose :wait() returns
+--                                  stdout, exit status, stderr.
+--   helper.assert_ws_client(port [, path])
+--                                  runs spec/node/ws_client.js (every size
+--                                  of text and binary echoed byte for byte,
+--                                  fragments, ping, close 1000) against an
+--                                  echo server; raises unless it passed
+--                                  and the close was answered with 1000.
+--   helper.ws_sessions(port, sessions)
+--                                  runs spec/node/ws_script.js: scripted
+--                                  sessions with Node's `ws`, one after
+--                                  the other, in one process. sessions: an
+--                                  array of {path = "/x", steps = STEPS,
+--                                  protocol = "a,b", save = FILE}, STEPS a
+--                                  Lua array of steps (sent as JSON; write
+--                                  {["until"] = n}) or JSON text. The
+--                                  steps, the record and its events are
+--                                  described at the top of ws_script.js.
+--                                  Returns the records, one per session;
+--                                  raises when the script printed none or
+--                                  a record has an error (a wait that ran
+--                                  out, an error ws reported), removing
+--                                  any save file.
+--   helper.ws_session(port, path [, steps [, opts]])
+--                                  one session: ws_sessions(port, {{path =
+--                                  path, steps = steps, protocol =
+--                                  opts.protocol, save = opts.save}})[1].
+--   helper.ws_start(port, sessions)
+--                                  ws_sessions without waiting: returns a
+--                                  handle whose :records() returns them
+--                                  (several clients at once).
+--   helper.ws_messages(rec)        a record's messages in order, each
+--                                  {binary (boolean), payload}; raises for
+--                                  one too long to have been recorded.
+--   helper.ws_texts(rec)           the same as strings: the text, or "bin:"
+--                                  and the hex of a binary payload.
+--   helper.ws_data(rec, type)      the data of a record's events of a type
+--                                  ("ping", "pong", "fetch", "message"),
+--                                  in order.
 
 local socket = require "socket"
 
@@ -616,6 +716,311 @@ function helper.assert_clean_stop(srv)
     "server exited with status " .. tostring(status) .. "; stderr:\n" .. err)
   assert(not err:find("traceback", 1, true),
     "server logged an error:\n" .. err)
+end
+
+function helper.contains(list, item)
+  for _, v in ipairs(list) do
+    if v == item then return true end
+  end
+  return false
+end
+
+function helper.sorted(list)
+  local copy = { table.unpack(list) }
+  table.sort(copy)
+  return copy
+end
+
+function helper.json(v)
+  local t = type(v)
+  if t == "table" then
+    local parts = {}
+    if v[1] ~= nil or next(v) == nil then
+      for i, x in ipairs(v) do parts[i] = helper.json(x) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = helper.json(k) .. ":" .. helper.json(v[k])
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "string" then
+    return '"' .. v:gsub('[%c"\\]', function(c)
+      return ("\\u%04x"):format(c:byte())
+    end) .. '"'
+  elseif t == "number" or t == "boolean" then
+    return tostring(v)
+  end
+  error("helper.json: cannot encode a " .. t, 2)
+end
+
+-- The repository's root: the parent of this file's directory.
+helper.ROOT = (function()
+  local me = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
+  local dir = me:match("^(.*)/[^/]*$") or "."
+  local pipe = assert(io.popen("cd " .. quote(dir .. "/..") .. " && pwd"))
+  local root = pipe:read("l")
+  pipe:close()
+  return assert(root, "cannot find the repository root")
+end)()
+
+function helper.repo_file(path)
+  local f, err = io.open(helper.ROOT .. "/" .. path, "rb")
+  if not f then error("cannot read " .. path .. ": " .. tostring(err), 2) end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- ---------------------------------------------------------------------------
+-- An app's event log
+
+helper.EVENT_LOG = helper.SERIALIZER .. [[
+local log = {}
+local function record(...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  log[#log + 1] = table.concat(t, " ", 1, t.n)
+end
+local routes = {}
+routes["/events"] = function()
+  return { status = 200, headers = { ["content-type"] = "text/plain" },
+           body = serialize(log) }
+end
+]]
+
+helper.DISPATCH = [[
+return function(req)
+  local route = routes[req.uri]
+  if route then return route(req) end
+  return { status = 404, body = "no route for " .. req.uri }
+end
+]]
+
+function helper.get_value(srv, path)
+  local res, err = helper.request(srv.port, "GET", path)
+  if not res then error("GET " .. path .. ": " .. tostring(err), 2) end
+  if res.status ~= 200 then
+    error(("GET %s answered %d: %s"):format(path, res.status, res.body), 2)
+  end
+  return helper.decode(res.body)
+end
+
+function helper.events(srv, tag)
+  return helper.get_value(srv, "/events" .. (tag and "?" .. tag or ""))
+end
+
+function helper.wait_events(srv, ...)
+  local items = { ... }
+  local log
+  local found = helper.wait_until(function()
+    log = helper.events(srv)
+    for _, item in ipairs(items) do
+      if not helper.contains(log, item) then return false end
+    end
+    return true
+  end)
+  if not found then
+    error("events never came: " .. table.concat(items, " | ") .. "\nlog:\n"
+      .. table.concat(log or {}, "\n"), 2)
+  end
+  return helper.events(srv)
+end
+
+-- ---------------------------------------------------------------------------
+-- Node clients
+
+local NODE_DIR = helper.ROOT .. "/spec/node"
+
+local function have_command(name)
+  return os.execute("command -v " .. quote(name) .. " >/dev/null 2>&1")
+    == true
+end
+
+local function package_missing(name)
+  if not helper.exists(NODE_DIR .. "/node_modules/" .. name
+      .. "/package.json") then
+    return "spec/node/node_modules/" .. name
+      .. " is missing (scripts/node-deps.sh)"
+  end
+end
+
+local NEEDS = {
+  ws = function() return package_missing("ws") end,
+  browser = function()
+    local chromium = os.getenv("CHROMIUM") or "/usr/bin/chromium"
+    return package_missing("playwright-core")
+      or (not helper.exists(chromium)
+        and chromium .. " is missing (scripts/node-deps.sh)")
+      or nil
+  end,
+}
+local missing_cache = {}
+
+function helper.missing(what)
+  local check = assert(NEEDS[what], "helper.missing: ws or browser")
+  if missing_cache[what] == nil then
+    missing_cache[what] = not have_command("node")
+      and "node is not installed (scripts/node-deps.sh)"
+      or check() or false
+  end
+  return missing_cache[what] or nil
+end
+
+function helper.it_needs(what, it, pending)
+  assert(type(it) == "function" and type(pending) == "function",
+    "helper.it_needs: pass busted's it and pending")
+  -- Tail calls: busted then names the spec's line, not this one.
+  return function(name, fn)
+    local why = helper.missing(what)
+    if why then return pending(name .. " [pending: " .. why .. "]") end
+    return it(name, fn)
+  end
+end
+
+local node_methods = {}
+local node_mt = { __name = "helper.node", __index = node_methods }
+
+function helper.node_start(script, args, bound)
+  local errfile = os.tmpname()
+  local cmd = ("RINGLET_TEST_TIMEOUT=%d exec timeout -k 5 %d node %s %s "
+    .. "</dev/null 2>%s"):format(helper.TEST_TIMEOUT,
+    bound or helper.TEST_TIMEOUT * 10, quote(NODE_DIR .. "/" .. script),
+    join_args(args or {}), quote(errfile))
+  return setmetatable({ pipe = assert(io.popen(cmd, "r")), errfile = errfile },
+    node_mt)
+end
+
+function node_methods:wait()
+  if not self.status then
+    self.out = self.pipe:read("a") or ""
+    local _, how, code = self.pipe:close()
+    if how == "signal" then code = 128 + code end
+    self.status = code
+    self.err = read_file(self.errfile)
+    os.remove(self.errfile)
+  end
+  return self.out, self.status, self.err
+end
+
+function helper.node(script, ...)
+  return helper.node_start(script, { ... }):wait()
+end
+
+local function hex(s)
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+local function last_object_line(out)
+  local line
+  for l in out:gmatch("[^\n]+") do
+    if l:match("^{") then line = l end
+  end
+  return line
+end
+
+function helper.assert_ws_client(port, path)
+  local out, code, err = helper.node("ws_client.js", tostring(port),
+    path or "/")
+  local line = last_object_line(out) or ""
+  local ok = line:match('^{"ok":(%a+)') == "true"
+  local close_code = tonumber(line:match('"close_code":(%d+)'))
+  if not (code == 0 and ok and close_code == 1000) then
+    error(("ws_client.js failed (exit %s, close %s):\n%s%s"):format(code,
+      close_code, out, err), 2)
+  end
+end
+
+local ws_methods = {}
+local ws_mt = { __name = "helper.ws_script", __index = ws_methods }
+
+function helper.ws_start(port, sessions)
+  local parts, saves, paths = {}, {}, {}
+  for i, s in ipairs(sessions) do
+    paths[i] = s.path or "/"
+    local steps = s.steps or "[]"
+    if type(steps) ~= "string" then steps = helper.json(steps) end
+    local fields = { '"path":' .. helper.json(s.path or "/"),
+      '"steps":' .. steps }
+    if s.protocol then
+      fields[#fields + 1] = '"protocol":' .. helper.json(s.protocol)
+    end
+    if s.save then
+      fields[#fields + 1] = '"save":' .. helper.json(s.save)
+      saves[#saves + 1] = s.save
+    end
+    parts[i] = "{" .. table.concat(fields, ",") .. "}"
+  end
+  local node = helper.node_start("ws_script.js",
+    { tostring(port), "[" .. table.concat(parts, ",") .. "]" },
+    helper.TEST_TIMEOUT * (3 * #sessions + 2))
+  return setmetatable({ node = node, saves = saves, paths = paths }, ws_mt)
+end
+
+function ws_methods:records()
+  local out, code, err = self.node:wait()
+  local line = last_object_line(out)
+  local ok, records = pcall(helper.decode, line)
+  local problem
+  if not (line and ok and type(records) == "table") then
+    problem = ("ws_script.js printed no record (exit %s):\n%s%s"):format(
+      code, out, err)
+  else
+    for i, r in ipairs(records) do
+      if r.error ~= nil and not problem then
+        problem = ("ws_script.js: session %d (%s): %s\n%s"):format(i,
+          self.paths[i], tostring(r.error), err)
+      end
+    end
+  end
+  if problem then
+    for _, name in ipairs(self.saves) do os.remove(name) end
+    error(problem, 2)
+  end
+  return records
+end
+
+function helper.ws_sessions(port, sessions)
+  return helper.ws_start(port, sessions):records()
+end
+
+function helper.ws_session(port, path, steps, opts)
+  assert(opts == nil or type(opts) == "table",
+    "helper.ws_session: opts must be a table")
+  opts = opts or {}
+  return helper.ws_sessions(port, { {
+    path = path, steps = steps, protocol = opts.protocol, save = opts.save,
+  } })[1]
+end
+
+function helper.ws_messages(rec)
+  local list = {}
+  for _, e in ipairs(rec.events) do
+    if e.type == "message" then
+      assert(e.data, "a message of " .. tostring(e.len)
+        .. " bytes: too long for ws_script.js to record its data")
+      list[#list + 1] = { e.binary, e.data }
+    end
+  end
+  return list
+end
+
+function helper.ws_texts(rec)
+  local list = {}
+  for i, m in ipairs(helper.ws_messages(rec)) do
+    list[i] = m[1] and "bin:" .. hex(m[2]) or m[2]
+  end
+  return list
+end
+
+function helper.ws_data(rec, kind)
+  local list = {}
+  for _, e in ipairs(rec.events) do
+    if e.type == kind then list[#list + 1] = e.data end
+  end
+  return list
 end
 
 return helper

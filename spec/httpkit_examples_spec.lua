@@ -2,7 +2,8 @@
 -- WebSocket echo) and its chatroom handler, ported to ringlet.httpkit. Each
 -- example file runs in a ringlet child process (helper.start) and is driven
 -- over real sockets: LuaSocket for HTTP, Node's `ws` for WebSockets
--- (spec/node/httpkit_ws.js and spec/node/ws_client.js).
+-- (spec/node/ws_script.js through helper.ws_sessions, and
+-- spec/node/ws_client.js).
 --
 -- The Node clients need `node` and spec/node/node_modules/ws
 -- (scripts/node-deps.sh); without them those specs are pending and say so.
@@ -10,114 +11,10 @@
 local helper = require "helper"
 local socket = require "socket"
 
-local quote = helper.quote
-
-local function repo_root()
-  local spec = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
-  local dir = spec:match("^(.*)/[^/]*$") or "."
-  local pipe = assert(io.popen("cd " .. quote(dir .. "/..") .. " && pwd"))
-  local root = pipe:read("l")
-  pipe:close()
-  return assert(root, "cannot find the repository root")
-end
-
-local ROOT = repo_root()
-local NODE_DIR = ROOT .. "/spec/node"
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local it_ws = helper.it_needs("ws", it, pending)
 
 local function start_example(name)
-  return helper.start(read_file(ROOT .. "/examples/httpkit/" .. name))
-end
-
-local WS_MISSING
-if os.execute("command -v node >/dev/null 2>&1") ~= true then
-  WS_MISSING = "node is not installed (scripts/node-deps.sh)"
-elseif not helper.exists(NODE_DIR .. "/node_modules/ws/package.json") then
-  WS_MISSING = "spec/node/node_modules/ws is missing (scripts/node-deps.sh)"
-end
-
-local function it_ws(name, fn)
-  if WS_MISSING then
-    pending(name .. " [pending: " .. WS_MISSING .. "]")
-  else
-    it(name, fn)
-  end
-end
-
--- Runs a Node script; returns its stdout (stderr after it) and exit status.
-local function node(script, ...)
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 6,
-      quote(NODE_DIR .. "/" .. script), table.concat(args, " "))
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  local _, how, code = pipe:close()
-  if how == "signal" then code = 128 + code end
-  return out, code
-end
-
-local function unhex(h)
-  return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
-end
-
--- Runs httpkit_ws.js with a plan (a Lua array of connections, encoded here
--- as JSON by hand: the plans only hold ASCII strings and integers) and
--- returns its results, one table per connection.
-local function json(v)
-  local t = type(v)
-  if t == "table" then
-    if #v > 0 or next(v) == nil then
-      local parts = {}
-      for i, x in ipairs(v) do parts[i] = json(x) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    local parts = {}
-    for k, x in pairs(v) do parts[#parts + 1] = json(tostring(k)) .. ":" .. json(x) end
-    return "{" .. table.concat(parts, ",") .. "}"
-  elseif t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c)
-      return ("\\u%04x"):format(c:byte())
-    end) .. '"'
-  end
-  return tostring(v)
-end
-
-local function ws_plan(port, plan)
-  local out, code = node("httpkit_ws.js", tostring(port), json(plan))
-  local line
-  for l in out:gmatch("[^\n]+") do
-    if l:match("^{") then line = l end
-  end
-  assert(line, "httpkit_ws.js printed no result:\n" .. out)
-  local results = helper.decode(line)
-  assert(code == 0, "httpkit_ws.js failed (exit " .. tostring(code) .. "):\n" .. out)
-  return results
-end
-
--- The data messages of a connection's events: {binary, text} pairs.
-local function messages(result)
-  local list = {}
-  for _, e in ipairs(result.events) do
-    if e.type == "message" then
-      list[#list + 1] = { e.binary, unhex(e.hex) }
-    end
-  end
-  return list
-end
-
-local function event_of(result, kind)
-  for _, e in ipairs(result.events) do
-    if e.type == kind then return e end
-  end
-  return nil
+  return helper.start(helper.repo_file("examples/httpkit/" .. name))
 end
 
 describe("examples/httpkit/websocket.lua", function()
@@ -127,19 +24,18 @@ describe("examples/httpkit/websocket.lua", function()
     local srv = start_example("websocket.lua")
     defer(function() srv:stop() end)
     local text = "hello, http-kit é"
-    local results = ws_plan(srv.port, { {
+    local results = helper.ws_sessions(srv.port, { {
       path = "/",
       steps = {
-        { text = text }, { binary_hex = "00ff10" }, { wait = 2 },
+        { send = text }, { binary = "00ff10" }, { ["until"] = 2 },
         { ping = "are you there" }, { close = 1000, reason = "done" },
-        { wait_close = true },
       },
     } })
     local r = results[1]
     assert.is_true(r.opened)
-    assert.same({ { false, text }, { true, "\0\255\16" } }, messages(r))
-    assert.equal("are you there", unhex(event_of(r, "pong").hex))
-    assert.equal(1000, event_of(r, "close").code)
+    assert.same({ { false, text }, { true, "\0\255\16" } }, helper.ws_messages(r))
+    assert.equal("are you there", helper.ws_data(r, "pong")[1])
+    assert.equal(1000, r.close_code)
     helper.assert_clean_stop(srv)
   end)
 
@@ -148,9 +44,7 @@ describe("examples/httpkit/websocket.lua", function()
     local defer = helper.cleanup(finally)
     local srv = start_example("websocket.lua")
     defer(function() srv:stop() end)
-    local out, code = node("ws_client.js", tostring(srv.port), "/")
-    assert(code == 0, "ws_client.js failed (exit " .. tostring(code) .. "):\n" .. out)
-    assert.truthy(out:find('"ok":true', 1, true), out)
+    helper.assert_ws_client(srv.port)
     helper.assert_clean_stop(srv)
   end)
 end)
@@ -171,12 +65,12 @@ describe("examples/httpkit/chatroom.lua", function()
     local defer = helper.cleanup(finally)
     local srv = start_example("chatroom.lua")
     defer(function() srv:stop() end)
-    ws_plan(srv.port, {
+    helper.ws_sessions(srv.port, {
       { path = "/", steps = {
-        { text = "hi there" }, { text = "second" }, { sleep = 50 },
-        { close = 1000 }, { wait_close = true },
+        { send = "hi there" }, { send = "second" }, { wait = 50 },
+        { close = 1000 },
       } },
-      { path = "/", steps = { { close = 1001 }, { wait_close = true } } },
+      { path = "/", steps = { { close = 1001 } } },
     })
     -- ws reports the close once the server has closed the TCP connection,
     -- which is when the server's on_close runs: all of it is printed now

@@ -5,42 +5,16 @@
 -- (helper.start). Its callbacks record events in a log; GET /events
 -- answers with the log, serialized, and every event is also printed to
 -- stdout, so what happens while the server stops can be read after it
--- exits. WebSocket clients: Node's `ws` (spec/node/httpkit_ws.js) and the
--- raw LuaSocket client spec/wsclient.lua, for frames `ws` will not send.
+-- exits. WebSocket clients: Node's `ws` (spec/node/ws_script.js through
+-- helper.ws_sessions) and the raw LuaSocket client spec/wsclient.lua, for
+-- frames `ws` will not send.
 -- Every wait is bounded by helper.TEST_TIMEOUT.
 
 local helper = require "helper"
 local socket = require "socket"
 local wsc = require "wsclient"
 
-local quote = helper.quote
-
-local function repo_root()
-  local spec = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
-  local dir = spec:match("^(.*)/[^/]*$") or "."
-  local pipe = assert(io.popen("cd " .. quote(dir .. "/..") .. " && pwd"))
-  local root = pipe:read("l")
-  pipe:close()
-  return assert(root, "cannot find the repository root")
-end
-
-local ROOT = repo_root()
-local NODE_DIR = ROOT .. "/spec/node"
-
-local WS_MISSING
-if os.execute("command -v node >/dev/null 2>&1") ~= true then
-  WS_MISSING = "node is not installed (scripts/node-deps.sh)"
-elseif not helper.exists(NODE_DIR .. "/node_modules/ws/package.json") then
-  WS_MISSING = "spec/node/node_modules/ws is missing (scripts/node-deps.sh)"
-end
-
-local function it_ws(name, fn)
-  if WS_MISSING then
-    pending(name .. " [pending: " .. WS_MISSING .. "]")
-  else
-    it(name, fn)
-  end
-end
+local it_ws = helper.it_needs("ws", it, pending)
 
 -- ---------------------------------------------------------------------------
 -- The app under test
@@ -445,12 +419,6 @@ local function start()
   return helper.start(APP)
 end
 
-local function events(srv)
-  local res = assert(helper.request(srv.port, "GET", "/events"))
-  assert.equal(200, res.status)
-  return helper.decode(res.body)
-end
-
 local function find(list, pattern)
   for _, v in ipairs(list) do
     if v:find(pattern) then return v end
@@ -462,81 +430,10 @@ end
 local function wait_event(srv, pattern)
   local found
   helper.wait_until(function()
-    found = find(events(srv), pattern)
+    found = find(helper.events(srv), pattern)
     return found
   end)
   return found
-end
-
-local function get_decoded(srv, path)
-  local res = assert(helper.request(srv.port, "GET", path))
-  assert.equal(200, res.status, res.body)
-  return helper.decode(res.body)
-end
-
-local function node(script, ...)
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 6,
-      quote(NODE_DIR .. "/" .. script), table.concat(args, " "))
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  local _, how, code = pipe:close()
-  if how == "signal" then code = 128 + code end
-  return out, code
-end
-
-local function unhex(h)
-  return (h:gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end))
-end
-
-local function json(v)
-  local t = type(v)
-  if t == "table" then
-    if #v > 0 or next(v) == nil then
-      local parts = {}
-      for i, x in ipairs(v) do parts[i] = json(x) end
-      return "[" .. table.concat(parts, ",") .. "]"
-    end
-    local parts = {}
-    for k, x in pairs(v) do parts[#parts + 1] = json(tostring(k)) .. ":" .. json(x) end
-    return "{" .. table.concat(parts, ",") .. "}"
-  elseif t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c)
-      return ("\\u%04x"):format(c:byte())
-    end) .. '"'
-  end
-  return tostring(v)
-end
-
--- Runs spec/node/httpkit_ws.js with a plan; returns one result per
--- connection ({opened=, events={...}, error=}).
-local function ws_plan(port, plan)
-  local out, code = node("httpkit_ws.js", tostring(port), json(plan))
-  local line
-  for l in out:gmatch("[^\n]+") do
-    if l:match("^{") then line = l end
-  end
-  assert(line, "httpkit_ws.js printed no result:\n" .. out)
-  assert(code == 0, "httpkit_ws.js failed (exit " .. tostring(code) .. "):\n" .. out)
-  return helper.decode(line)
-end
-
--- {binary, data} for each message of a connection's result.
-local function messages(result)
-  local list = {}
-  for _, e in ipairs(result.events) do
-    if e.type == "message" then list[#list + 1] = { e.binary, unhex(e.hex) } end
-  end
-  return list
-end
-
-local function close_event(result)
-  for _, e in ipairs(result.events) do
-    if e.type == "close" then return e end
-  end
-  return nil
 end
 
 -- A raw WebSocket on `path`; the caller closes it.
@@ -570,20 +467,19 @@ describe("httpkit.on_close statuses", function()
     table.sort(labels)
     for _, code in ipairs(labels) do
       plan[#plan + 1] = { path = "/ws/echo?c" .. code, steps = {
-        { text = "x" }, { wait = 1 }, { close = code, reason = "bye" },
-        { wait_close = true } } }
+        { send = "x" }, { ["until"] = 1 }, { close = code, reason = "bye" } } }
     end
     plan[#plan + 1] = { path = "/ws/echo?none", steps = {
-      { close_no_code = true }, { wait_close = true } } }
+      { close_no_code = true } } }
     plan[#plan + 1] = { path = "/ws/echo?drop", steps = {
-      { text = "x" }, { wait = 1 }, { terminate = true } } }
-    local results = ws_plan(srv.port, plan)
+      { send = "x" }, { ["until"] = 1 }, { drop = true } } }
+    local results = helper.ws_sessions(srv.port, plan)
     -- the server answers each close with the client's code
     for i, code in ipairs(labels) do
-      assert.equal(code, close_event(results[i]).code, "close " .. code)
+      assert.equal(code, results[i].close_code, "close " .. code)
     end
     assert.truthy(wait_event(srv, "^close drop "))
-    local log = events(srv)
+    local log = helper.events(srv)
     for code, status in pairs(want) do
       assert.equal("close c" .. code .. " " .. status,
         find(log, "^close c" .. code .. " "))
@@ -630,7 +526,7 @@ describe("httpkit.on_close statuses", function()
     sock:close()
     assert.equal("close byclose server-close", wait_event(srv, "^close byclose "))
     -- close() was true then false; after it open is false and send false
-    assert.truthy(find(events(srv), "^close%(%) byclose true false false false$"))
+    assert.truthy(find(helper.events(srv), "^close%(%) byclose true false false false$"))
 
     sock = raw_ws(srv.port, "/ws/echo?bysend")
     wsc.send_text(sock, "send and close")
@@ -640,7 +536,7 @@ describe("httpkit.on_close statuses", function()
     assert.equal(1000, (wsc.close_code(frame)))
     sock:close() -- the client never answers: still the server's close
     assert.equal("close bysend server-close", wait_event(srv, "^close bysend "))
-    assert.truthy(find(events(srv), "^send%-close bysend true false false false$"))
+    assert.truthy(find(helper.events(srv), "^send%-close bysend true false false false$"))
   end)
 
   it("say client-close when an HTTP client goes away, and server-close when "
@@ -688,8 +584,8 @@ describe("httpkit WebSocket channels", function()
     .. "literal {data=, binary=true}, ringlet.websocket's and ringlet.async's) "
     .. "and files as binary frames; a response table sends its body; sends "
     .. "queued before the handshake go out first", function()
-    local r = ws_plan(srv.port, { { path = "/ws/send", steps = {
-      { wait = 6 }, { text = "done" }, { wait_close = true } } } })[1]
+    local r = helper.ws_sessions(srv.port, { { path = "/ws/send", steps = {
+      { ["until"] = 6 }, { send = "done" } } } })[1]
     assert.is_true(r.opened)
     assert.same({
       { false, "queued text" },
@@ -703,9 +599,9 @@ describe("httpkit WebSocket channels", function()
       { true, "async" },
       { true, "in a map" },
       { true, "last" },
-    }, messages(r))
-    assert.equal(1000, close_event(r).code)
-    local log = events(srv)
+    }, helper.ws_messages(r))
+    assert.equal(1000, r.close_code)
+    local log = helper.events(srv)
     -- before the handshake: open, a WebSocket, and the queued send is true
     assert.equal("before open true true true", find(log, "^before open"))
     -- close_after_send defaults to false: the channel stays open
@@ -720,19 +616,16 @@ describe("httpkit WebSocket channels", function()
     .. "shared binary constructor (echoed as they came); on_ping gets the "
     .. "payload and the pong goes out",
   function()
-    local r = ws_plan(srv.port, { { path = "/ws/echo?kinds", steps = {
-      { text = "héllo" }, { binary_hex = "00ff41" }, { text = "" },
-      { binary_hex = "" }, { wait = 4 }, { ping = "are you there" },
-      { sleep = 50 }, { close = 1000 }, { wait_close = true } } } })[1]
+    local r = helper.ws_sessions(srv.port, { { path = "/ws/echo?kinds", steps = {
+      { send = "héllo" }, { binary = "00ff41" }, { send = "" },
+      { binary = "" }, { ["until"] = 4 }, { ping = "are you there" },
+      { wait = 50 }, { close = 1000 } } } })[1]
     assert.same({ { false, "héllo" }, { true, "\0\255A" }, { false, "" },
-      { true, "" } }, messages(r))
-    local pong
-    for _, e in ipairs(r.events) do
-      if e.type == "pong" then pong = unhex(e.hex) end
-    end
-    assert.equal("are you there", pong)
+      { true, "" } }, helper.ws_messages(r))
+    local pongs = helper.ws_data(r, "pong")
+    assert.equal("are you there", pongs[#pongs])
     assert.truthy(wait_event(srv, "^close kinds "))
-    local log = events(srv)
+    local log = helper.events(srv)
     assert.equal("recv kinds string héllo", find(log, "^recv kinds string h"))
     assert.equal("recv kinds binary \0\255A", find(log, "^recv kinds binary \0"))
     assert.equal("ping kinds are you there", find(log, "^ping kinds"))
@@ -741,14 +634,14 @@ describe("httpkit WebSocket channels", function()
 
   it_ws("as_channel calls init, on_open, on_receive, on_ping and on_close "
     .. "with the channel", function()
-    local r = ws_plan(srv.port, { { path = "/ws/as?as1", steps = {
-      { wait = 1 }, { text = "hi" }, { binary_hex = "0102" }, { wait = 3 },
-      { ping = "p" }, { sleep = 50 }, { close = 4321 }, { wait_close = true },
+    local r = helper.ws_sessions(srv.port, { { path = "/ws/as?as1", steps = {
+      { ["until"] = 1 }, { send = "hi" }, { binary = "0102" }, { ["until"] = 3 },
+      { ping = "p" }, { wait = 50 }, { close = 4321 },
     } } })[1]
     assert.same({ { false, "hello" }, { false, "hi" }, { true, "\1\2" } },
-      messages(r))
+      helper.ws_messages(r))
     assert.truthy(wait_event(srv, "^close as1 "))
-    local log = events(srv)
+    local log = helper.events(srv)
     assert.equal("init as1 true", find(log, "^init as1"))
     assert.equal("open as1 true true", find(log, "^open as1"))
     assert.equal("recv as1 true string hi", find(log, "^recv as1 true string"))
@@ -855,7 +748,7 @@ describe("httpkit HTTP channels", function()
     assert.equal("1", res.headers["x-as"])
     assert.equal("as open true true false", wait_event(srv, "^as open"))
     assert.equal("as close true server-close", wait_event(srv, "^as close"))
-    assert.is_nil(find(events(srv), "as receive"))
+    assert.is_nil(find(helper.events(srv), "as receive"))
   end)
 end)
 
@@ -869,12 +762,12 @@ describe("httpkit timers", function()
     -- t1 cancelled (true, then false); t2 ran (cancel false); t3 cancelled
     -- with its method; t4 (a negative delay) ran at once
     assert.same({ true, false, false, true, { "t2", "t4" } },
-      get_decoded(srv, "/timer"))
+      helper.get_value(srv, "/timer"))
   end)
 
   it("with_timeout: a call in time runs f and cancels the timeout; a late "
     .. "call or a second call returns nil", function()
-    local r = get_decoded(srv, "/with_timeout")
+    local r = helper.get_value(srv, "/with_timeout")
     assert.same({
       r1 = "f:a", r3 = "f:d",
       out = { "a+b", "timeout 2", "d" },
@@ -886,7 +779,7 @@ describe("httpkit.run_server", function()
   local srv, info
   lazy_setup(function()
     srv = start()
-    info = get_decoded(srv, "/srv/info")
+    info = helper.get_value(srv, "/srv/info")
   end)
   lazy_teardown(function() if srv then srv:stop() end end)
 
@@ -921,7 +814,7 @@ describe("httpkit.run_server", function()
 
   it("raises on an unknown option or a bad value, and returns nil, err, "
     .. "code when it cannot listen", function()
-    local e = get_decoded(srv, "/srv/errors")
+    local e = helper.get_value(srv, "/srv/errors")
     assert.truthy(e.unknown:find("unknown option 'join'", 1, true), e.unknown)
     assert.truthy(e.bad_type:find("port", 1, true), e.bad_type)
     assert.truthy(e.not_fn:find("handler function", 1, true), e.not_fn)
@@ -943,7 +836,7 @@ describe("httpkit.run_server", function()
     .. "stopping, stopped: at once with no connection open, not after the "
     .. "timeout", function()
     local t0 = socket.gettime()
-    local r = get_decoded(srv, "/srv/stop?3000")
+    local r = helper.get_value(srv, "/srv/stop?3000")
     assert.same({ type = "table", realized = false, again = "nil",
       status = "stopping" }, r)
     -- no longer listening
@@ -995,7 +888,7 @@ describe("httpkit.run_server", function()
       .. "(5 s), not the last connection, ended the stop")
     assert.equal("stopped",
       assert(helper.request(srv.port, "GET", "/srv2/status")).body)
-    local log = events(srv)
+    local log = helper.events(srv)
     local at = {}
     for i, e in ipairs(log) do at[e] = at[e] or i end
     assert.truthy(at["slow end"] and at["deref returned"])
@@ -1004,7 +897,7 @@ describe("httpkit.run_server", function()
   end)
 
   it("the legacy stop function stops the server and returns nil", function()
-    local r = get_decoded(srv, "/legacy/stop")
+    local r = helper.get_value(srv, "/legacy/stop")
     assert.same({ r1 = "nil", r2 = "nil", r3 = "nil", status = "stopping" }, r)
     assert.is_true(helper.wait_until(function()
       return helper.connect(info.legacy_port) == nil

@@ -18,26 +18,16 @@
 -- with the sends made meanwhile waiting their turn.
 --
 -- Every server runs in a child process (helper.start); HTTP clients are
--- LuaSocket and curl, WebSocket clients Node's `ws`
--- (spec/node/immutant_ws.js). Apps record events in a log that GET /events
--- returns; GET /stats?NAME returns what a probe of the app reports
--- (buffered amounts, pieces read). Waits are bounded by helper.TEST_TIMEOUT.
+-- LuaSocket and curl, WebSocket clients Node's `ws` (spec/node/ws_script.js
+-- through helper.ws_session). Apps record events in a log that GET /events
+-- returns (helper.EVENT_LOG); GET /stats?NAME returns what a probe of the
+-- app reports (buffered amounts, pieces read). Waits are bounded by
+-- helper.TEST_TIMEOUT.
 
 local helper = require "helper"
 local socket = require "socket"
 
-local ROOT = assert(os.getenv("PWD"), "PWD not set")
-local NODE_DIR = ROOT .. "/spec/node"
-local HAVE_WS = helper.exists(NODE_DIR .. "/node_modules/ws/package.json")
-  and os.execute("command -v node >/dev/null 2>&1") == true
-
-local function it_ws(name, fn)
-  if HAVE_WS then
-    it(name, fn)
-  else
-    pending(name .. " [node or its ws package missing: scripts/node-deps.sh]")
-  end
-end
+local it_ws = helper.it_needs("ws", it, pending)
 
 local KiB = 1024
 local PIECE = 16 * KiB -- the most a streamed send reads at a time
@@ -87,21 +77,14 @@ local piece = assert(load(PIECE_SOURCE .. "return piece"))()
 ---------------------------------------------------------------------------
 -- The apps.
 
--- What every app shares. record(...) appends one event (its arguments
--- through tostring, joined with spaces) to the log; short(err) is an
--- error's message without its position and traceback; fixture(name) opens
--- a fixture file; probes[name] is a function whose table GET /stats?name
--- returns; routes maps a path to a handler.
+-- What every app shares: helper.EVENT_LOG (record(...), routes, GET
+-- /events); short(err) is an error's message without its position and
+-- traceback; fixture(name) opens a fixture file; probes[name] is a
+-- function whose table GET /stats?name returns.
 local PRELUDE = [[
 local ringlet = require "ringlet"
-local FIX = ]] .. ("%q"):format(FIX) .. "\n" .. helper.SERIALIZER
+local FIX = ]] .. ("%q"):format(FIX) .. "\n" .. helper.EVENT_LOG
   .. PIECE_SOURCE .. [[
-local log = {}
-local function record(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  log[#log + 1] = table.concat(t, " ", 1, t.n)
-end
 local function short(err)
   return (tostring(err):match("^[^\n]*"):gsub("^[^:]*:%d+: ", ""))
 end
@@ -109,11 +92,6 @@ local function fixture(name)
   return assert(io.open(FIX .. "/" .. name, "rb"))
 end
 local probes = {}
-local routes = {}
-routes["/events"] = function()
-  return { status = 200, headers = { ["content-type"] = "text/plain" },
-           body = serialize(log) }
-end
 routes["/plain"] = function()
   return { status = 200, headers = { ["content-type"] = "text/plain" },
            body = "plain" }
@@ -125,17 +103,8 @@ routes["/stats"] = function(req)
 end
 ]]
 
-local EPILOGUE = [[
-
-return function(req)
-  local route = routes[req.uri]
-  if route then return route(req) end
-  return { status = 404, body = "no route for " .. req.uri }
-end
-]]
-
 local function start(routes_source)
-  return helper.start(PRELUDE .. routes_source .. EPILOGUE)
+  return helper.start(PRELUDE .. routes_source .. "\n" .. helper.DISPATCH)
 end
 
 -- Starts an app; the `it` gets the server, stopped when the `it` ends.
@@ -168,12 +137,6 @@ local function url(srv, path)
   return "http://127.0.0.1:" .. srv.port .. path
 end
 
-local function events(srv)
-  local res = assert(helper.request(srv.port, "GET", "/events"))
-  assert.equal(200, res.status)
-  return helper.decode(res.body)
-end
-
 local function count(list, item)
   local n = 0
   for _, v in ipairs(list) do
@@ -189,29 +152,7 @@ local function index_of(list, item)
   return nil
 end
 
--- Waits until the log holds every item given, then reads it once more (so
--- a callback that fires twice has had one more round trip to show) and
--- returns it; fails naming what is missing after TEST_TIMEOUT.
-local function wait_events(srv, ...)
-  local items = { ... }
-  local log
-  local found = helper.wait_until(function()
-    log = events(srv)
-    for _, item in ipairs(items) do
-      if count(log, item) == 0 then return false end
-    end
-    return true
-  end)
-  assert(found, "events never came: " .. table.concat(items, " | ")
-    .. "\nlog:\n" .. table.concat(log or {}, "\n"))
-  return events(srv)
-end
-
-local function sorted(list)
-  local copy = { table.unpack(list) }
-  table.sort(copy)
-  return copy
-end
+local sorted = helper.sorted
 
 local function stats(srv, name)
   local res = assert(helper.request(srv.port, "GET", "/stats?" .. name))
@@ -264,48 +205,26 @@ local function tmpfile_read(name)
   return text
 end
 
--- A scripted WebSocket session (spec/node/immutant_ws.js): returns the
--- client's record. save: a file to write the messages' payloads to.
-local function ws_session(port, path, steps, save)
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %d %s %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 3,
-      helper.quote(NODE_DIR .. "/immutant_ws.js"), port, helper.quote(path),
-      helper.quote(steps or "[]"), save and helper.quote(save) or "")
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  pipe:close()
-  local ok, rec = pcall(helper.decode, out:match("({.*})%s*$"))
-  if not (ok and type(rec) == "table") then
-    if save then os.remove(save) end
-    error("immutant_ws.js printed no record:\n" .. out, 2)
-  end
-  return rec
+local function hex(s)
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
--- A session's messages: "T:text", "B:hex", or "T#len" / "B#len" for long
--- ones.
+-- A session's messages: "T:text", "B:hex", or "T#len" / "B#len" for ones
+-- longer than 256 bytes.
 local function messages(rec)
   local list = {}
   for _, e in ipairs(rec.events) do
-    if e.len then
+    if e.type == "message" then
       local kind = e.binary and "B" or "T"
-      list[#list + 1] = e.message and (kind .. ":" .. e.message)
-        or (kind .. "#" .. e.len)
+      list[#list + 1] = e.len > 256 and (kind .. "#" .. e.len)
+        or (kind .. ":" .. (e.binary and hex(e.data) or e.data))
     end
   end
   return list
 end
 
 local function fetched(rec)
-  local list = {}
-  for _, e in ipairs(rec.events) do
-    if e.fetch then list[#list + 1] = e.fetch end
-  end
-  return list
-end
-
-local function hex(s)
-  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+  return helper.ws_data(rec, "fetch")
 end
 
 describe("ringlet's Immutant-style channels", function()
@@ -339,11 +258,11 @@ end
       assert.truthy(out:lower():match("content%-length: 4\r\n"), out)
       assert.truthy(out:match("\r\n\r\nbare$"), out)
 
-      local rec = ws_session(srv.port, "/bare")
+      local rec = helper.ws_session(srv.port, "/bare")
       assert.same({ true, { "T:bare" }, 1000 },
         { rec.opened, messages(rec), rec.close_code })
       assert.same({ "response 200 table http", "response 101 table websocket" },
-        events(srv))
+        helper.events(srv))
       clean_stop(srv)
     end)
 
@@ -362,7 +281,7 @@ end
 ]])
       local out, code = helper.curl(url(srv, "/kind"))
       assert.same({ "http false", 0 }, { out, code })
-      local rec = ws_session(srv.port, "/kind")
+      local rec = helper.ws_session(srv.port, "/kind")
       assert.same({ "T:websocket true" }, messages(rec))
       clean_stop(srv)
     end)
@@ -392,7 +311,7 @@ end
         local res = assert(helper.request(srv.port, "GET", "/open"))
         assert.same({ 200, { "one", "two", "three" } },
           { res.status, res.chunks })
-        local log = wait_events(srv, "close", "one written")
+        local log = helper.wait_events(srv, "close", "one written")
         assert.same({ "close", "handler returns", "one written",
           "open true", "send true" }, sorted(log))
         assert.same({ "handler returns", "open true" }, { log[1], log[2] })
@@ -415,13 +334,13 @@ routes["/open"] = function(req)
   })
 end
 ]])
-        local rec = ws_session(srv.port, "/open", [[
+        local rec = helper.ws_session(srv.port, "/open", [[
           [{"send": "a"}, {"send": "b"}, {"send": "c"}, {"until": 4},
            {"close": 1000}]
         ]])
         assert.same({ "T:welcome", "T:echo a", "T:echo b", "T:echo c" },
           messages(rec))
-        local log = wait_events(srv, "close 1000")
+        local log = helper.wait_events(srv, "close 1000")
         assert.same({ "close 1000", "open true", "send true",
           "welcome written" }, sorted(log))
         clean_stop(srv)
@@ -469,7 +388,7 @@ end
         .. "on_success and on_error and on_close, and a refused send, all "
         .. "reach on_error; none of them closes the channel", function()
         local srv = serve(ERRORS)
-        local rec = ws_session(srv.port, "/errors", [[
+        local rec = helper.ws_session(srv.port, "/errors", [[
           [{"until": 1}, {"send": "raise"}, {"send": "full"}, {"until": 2},
            {"send": "still here"}, {"until": 3}, {"close": 1000}]
         ]])
@@ -477,7 +396,7 @@ end
         assert.same({ 1000, nil }, { rec.close_code, rec.error })
         local full = "send buffer full: the peer is not reading "
           .. "(max_buffered reached)"
-        local log = wait_events(srv, "close 1000", "on_error false close boom")
+        local log = helper.wait_events(srv, "close 1000", "on_error false close boom")
         assert.same(sorted({
           "on_error true open boom",
           "on_error true success boom",
@@ -498,7 +417,7 @@ end
         local srv = serve(ERRORS)
         local res = assert(helper.request(srv.port, "GET", "/errors"))
         assert.same({ 200, { "hi" } }, { res.status, res.chunks })
-        local log = wait_events(srv, "close nil", "on_error false close boom")
+        local log = helper.wait_events(srv, "close nil", "on_error false close boom")
         assert.same(sorted({
           "on_error true open boom", "on_error true success boom",
           "close nil", "on_error false close boom",
@@ -528,7 +447,7 @@ end
 ]])
         local out, code = helper.curl("--raw", url(srv, "/broken"))
         assert.same({ "5\r\npart1\r\n5\r\npart2\r\n", 18 }, { out, code })
-        local log = wait_events(srv, "close false nil nil")
+        local log = helper.wait_events(srv, "close false nil nil")
         assert.same({ "on_error iterator boom", "close false nil nil" }, log)
         clean_stop(srv)
       end)
@@ -545,11 +464,11 @@ routes["/utf8"] = function(req)
   })
 end
 ]])
-        local rec = ws_session(srv.port, "/utf8", [[
+        local rec = helper.ws_session(srv.port, "/utf8", [[
           [{"send": "fine"}, {"until": 1}, {"text_hex": "c328"}]
         ]])
         assert.same({ { "T:fine" }, 1007 }, { messages(rec), rec.close_code })
-        local log = wait_events(srv, "close 1007")
+        local log = helper.wait_events(srv, "close 1007")
         assert.same({ "on_error string", "close 1007" }, log)
         clean_stop(srv)
       end)
@@ -607,7 +526,7 @@ end
           local res = assert(helper.request(srv.port, "GET", case[2]))
           assert.equal(200, res.status)
           assert.same({ "x" }, res.chunks or { res.body })
-          local log = wait_events(srv, CLOSED)
+          local log = helper.wait_events(srv, CLOSED)
           assert.equal(1, count(log, CLOSED))
           assert.is_nil(index_of(log, "late"))
           clean_stop(srv)
@@ -620,7 +539,7 @@ end
         assert(sock:send(get("/close-client")))
         assert(sock:receive("*l"))
         sock:close()
-        local log = wait_events(srv, CLOSED)
+        local log = helper.wait_events(srv, CLOSED)
         assert.same({ CLOSED }, log)
         clean_stop(srv)
       end)
@@ -661,11 +580,11 @@ end
         it_ws("WebSocket, closed by " .. case[1] .. ": code " .. case[4],
           function()
           local srv = serve(WS_CLOSES)
-          local rec = ws_session(srv.port, "/ws-close?" .. case[2], case[3])
+          local rec = helper.ws_session(srv.port, "/ws-close?" .. case[2], case[3])
           assert.same({ "T:x" }, messages(rec))
           local want = ("close false %d [%s] false nil"):format(case[4],
             case[5])
-          local log = wait_events(srv, want)
+          local log = helper.wait_events(srv, want)
           assert.equal(1, count(log, want), table.concat(log, "\n"))
           assert.is_nil(index_of(log, "late"))
           if case[2] ~= "client" then
@@ -695,7 +614,7 @@ routes["/msg"] = function(req)
 end
 ]])
       local text = "h\195\169llo \226\156\147"
-      local rec = ws_session(srv.port, "/msg", ([[
+      local rec = helper.ws_session(srv.port, "/msg", ([[
         [{"send": "%s"}, {"binary": "00ff7f80"}, {"send": ""},
          {"binary": ""}, {"until": 4}, {"close": 1000}]
       ]]):format(text))
@@ -705,7 +624,7 @@ end
         "message string 4 true 00ff7f80",
         "message string 0 false ",
         "message string 0 true ",
-      }, events(srv))
+      }, helper.events(srv))
       clean_stop(srv)
     end)
 
@@ -726,7 +645,7 @@ end
       assert.same({ 203, "yes", { "hi" } },
         { res.status, res.headers["x-from-handler"], res.body ~= "" and
           { res.body } or res.chunks })
-      local rec = ws_session(srv.port, "/headers")
+      local rec = helper.ws_session(srv.port, "/headers")
       assert.same({ "yes", { "T:hi" } },
         { rec.headers["x-from-handler"], messages(rec) })
       clean_stop(srv)
@@ -754,10 +673,10 @@ end
         { ["X-Test"] = "yes" }))
       assert.same({ 200, "x" }, { res.status, res.body })
       assert.same({ "open true /origin a=1 yes false", "close true" },
-        wait_events(srv, "close true"))
-      local rec = ws_session(srv.port, "/origin?b=2")
+        helper.wait_events(srv, "close true"))
+      local rec = helper.ws_session(srv.port, "/origin?b=2")
       assert.same({ "T:x" }, messages(rec))
-      local log = wait_events(srv, "open true /origin b=2 nil true")
+      local log = helper.wait_events(srv, "open true /origin b=2 nil true")
       assert.equal(2, count(log, "close true"))
       clean_stop(srv)
     end)
@@ -789,7 +708,7 @@ end
         assert(sock:send(get("/plain")))
         res = assert(helper.read_response(sock))
         assert.same({ 200, "plain" }, { res.status, res.body })
-        local log = wait_events(srv, "on_close nil")
+        local log = helper.wait_events(srv, "on_close nil")
         assert.same(sorted({ "is_open true", "close true", "is_open false",
           "close again false", "on_close nil" }), sorted(log))
         clean_stop(srv)
@@ -798,10 +717,10 @@ end
       it_ws("WebSocket: the messages sent before it arrive, then the close "
         .. "frame (1000)", function()
         local srv = serve(GRACEFUL)
-        local rec = ws_session(srv.port, "/graceful")
+        local rec = helper.ws_session(srv.port, "/graceful")
         assert.same({ { "T:one", "T:two" }, 1000 },
           { messages(rec), rec.close_code })
-        local log = wait_events(srv, "on_close 1000")
+        local log = helper.wait_events(srv, "on_close 1000")
         assert.same(sorted({ "is_open true", "close true", "is_open false",
           "close again false", "on_close 1000" }), sorted(log))
         clean_stop(srv)
@@ -832,7 +751,7 @@ end
       local out, code = helper.curl(url(srv, "/async"))
       assert.same({ 1048576, 0 }, { #out, code })
       assert.same({ "send true false true", "written" },
-        wait_events(srv, "written"))
+        helper.wait_events(srv, "written"))
       clean_stop(srv)
     end)
 
@@ -875,14 +794,14 @@ end
           "bad boolean false " .. types,
           "bad table false send: a message array may hold only strings",
           "bad closed file false send: the file is closed",
-        }, events(srv))
+        }, helper.events(srv))
         clean_stop(srv)
       end)
 
       it_ws("WebSocket: each is sent (an array's items each its own message, "
         .. "\"Each item in an ISeq will pass through send!\")", function()
         local srv = serve(TYPES)
-        local rec = ws_session(srv.port, "/types")
+        local rec = helper.ws_session(srv.port, "/types")
         local f = fixture_bytes["16k1"]
         -- the items of { "ok", 3 } before the bad one have gone, as with
         -- Immutant's ISeq, item by item
@@ -890,7 +809,7 @@ end
           "B:" .. hex(f:sub(-1)), "T:i1", "T:i2", "T:ok", "T:end" },
           messages(rec))
         assert.equal(1000, rec.close_code)
-        local log = events(srv)
+        local log = helper.events(srv)
         assert.same({ "string true", "array true", "file true",
           "iterator true" }, { table.unpack(log, 1, 4) })
         assert.equal(8, #log)
@@ -909,7 +828,7 @@ routes["/array"] = function(req)
   })
 end
 ]])
-        local rec = ws_session(srv.port, "/array")
+        local rec = helper.ws_session(srv.port, "/array")
         assert.same({ "B:0001", "B:02", "T:x", "T:y" }, messages(rec))
         clean_stop(srv)
       end)
@@ -929,7 +848,7 @@ end
 ]])
       local res = assert(helper.request(srv.port, "GET", "/utf8"))
       assert.equal("caf\195\169 \226\130\172", res.body)
-      local rec = ws_session(srv.port, "/utf8")
+      local rec = helper.ws_session(srv.port, "/utf8")
       assert.same({ "T:caf\195\169 \226\130\172" }, messages(rec))
       clean_stop(srv)
     end)
@@ -977,7 +896,7 @@ end
             res.status, res.headers["x-a"], res.headers["x-b"],
             res.headers["x-c"], res.headers["transfer-encoding"] })
           assert.same(case[2], res.chunks)
-          assert.same({ case[1] .. " true" }, events(srv))
+          assert.same({ case[1] .. " true" }, helper.events(srv))
           clean_stop(srv)
         end)
       end
@@ -1002,10 +921,10 @@ end
 ]])
       local res = assert(helper.request(srv.port, "GET", "/map-later"))
       assert.same({ 200, { "first", "after" } }, { res.status, res.chunks })
-      local rec = ws_session(srv.port, "/map-later")
+      local rec = helper.ws_session(srv.port, "/map-later")
       assert.same({ "T:after" }, messages(rec))
       assert.same({ "http false only on the first send",
-        "ws false cannot be sent on a WebSocket" }, events(srv))
+        "ws false cannot be sent on a WebSocket" }, helper.events(srv))
       clean_stop(srv)
     end)
 
@@ -1028,7 +947,7 @@ end
         local srv = serve(CLOSE)
         local res = assert(helper.request(srv.port, "GET", "/close"))
         assert.same({ 200, { "a", "b" } }, { res.status, res.chunks })
-        local log = wait_events(srv, "on_close nil", "b written")
+        local log = helper.wait_events(srv, "on_close nil", "b written")
         assert.same(sorted({ "send true", "is_open false", "on_close nil",
           "b written" }), sorted(log))
         clean_stop(srv)
@@ -1036,10 +955,10 @@ end
 
       it_ws("WebSocket: the message, then the close frame", function()
         local srv = serve(CLOSE)
-        local rec = ws_session(srv.port, "/close")
+        local rec = helper.ws_session(srv.port, "/close")
         assert.same({ { "T:a", "T:b" }, 1000, "" },
           { messages(rec), rec.close_code, rec.close_reason })
-        local log = wait_events(srv, "on_close 1000", "b written")
+        local log = helper.wait_events(srv, "on_close 1000", "b written")
         assert.same(sorted({ "send true", "is_open false", "on_close 1000",
           "b written" }), sorted(log))
         clean_stop(srv)
@@ -1096,7 +1015,7 @@ end
           assert.same({ 200, "plain" }, { res.status, res.body })
           local kind = (case[1]:match("file") and "closed file") or "nil"
           assert.same({ "send true", "written " .. kind },
-            wait_events(srv, "written " .. kind))
+            helper.wait_events(srv, "written " .. kind))
           clean_stop(srv)
         end)
       end
@@ -1124,7 +1043,7 @@ end
           assert.same({ 200, nil, "chunked", case[3] }, {
             res.status, res.headers["content-length"],
             res.headers["transfer-encoding"], res.chunks })
-          wait_events(srv, "send true")
+          helper.wait_events(srv, "send true")
           clean_stop(srv)
         end)
       end
@@ -1158,7 +1077,7 @@ end
           { table.unpack(res.chunks, 1, 5) })
         assert.same({ "success 1", "success 2", "success 3", "success 4",
           "success 5", "big written 0", "close" },
-          wait_events(srv, "close"))
+          helper.wait_events(srv, "close"))
         clean_stop(srv)
       end)
       -- (an on_success that raises: see on_error's WebSocket spec above)
@@ -1193,7 +1112,7 @@ end
         assert.is_true(s.buffered > 0)
         sock:close()
         local err = "connection closed before the message was sent"
-        local log = wait_events(srv, "close false", "send on_error " .. err)
+        local log = helper.wait_events(srv, "close false", "send on_error " .. err)
         assert.is_nil(index_of(log, "written"))
         assert.equal(1, count(log, "close false"))
         assert.equal(1, count(log, "send on_error " .. err))
@@ -1241,10 +1160,10 @@ end
         assert(sock:receive("*l"))
         sock:close()
         assert(helper.wait_until(function()
-          return count(events(srv), "in on_close nil") == 2
+          return count(helper.events(srv), "in on_close nil") == 2
         end), "on_close did not run for both channels")
         assert(helper.request(srv.port, "GET", "/later"))
-        local log = events(srv)
+        local log = helper.events(srv)
         assert.same(sorted({ "first true", "after close() nil",
           "in on_close nil", "first true", "in on_close nil", "later nil" }),
           sorted(log))
@@ -1254,11 +1173,11 @@ end
       it_ws("WebSocket: after ch:close() (the closing handshake under way), "
         .. "and in on_close", function()
         local srv = serve(LATE)
-        local rec = ws_session(srv.port, "/late?close")
+        local rec = helper.ws_session(srv.port, "/late?close")
         assert.same({ { "T:first" }, 1000 }, { messages(rec), rec.close_code })
-        wait_events(srv, "in on_close nil")
+        helper.wait_events(srv, "in on_close nil")
         assert(helper.request(srv.port, "GET", "/later"))
-        local log = events(srv)
+        local log = helper.events(srv)
         assert.same(sorted({ "first true", "after close() nil",
           "in on_close nil", "later nil" }), sorted(log))
         clean_stop(srv)
@@ -1345,7 +1264,7 @@ end
           assert.same(case[2], sizes(chunks))
           assert.is_true(table.concat(chunks) == fixture_bytes[name],
             "the body differs from the file")
-          assert.same(sorted(WRITTEN), sorted(wait_events(srv, "close false")))
+          assert.same(sorted(WRITTEN), sorted(helper.wait_events(srv, "close false")))
           clean_stop(srv)
         end)
       end
@@ -1374,7 +1293,7 @@ end
         assert.falsy(head:lower():match("transfer%-encoding"), head)
         assert.is_true(body == f1m, "the body differs")
         assert.same({ "close false", "send true", "written closed file" },
-          sorted(wait_events(srv, "written closed file")))
+          sorted(helper.wait_events(srv, "written closed file")))
         clean_stop(srv)
       end)
 
@@ -1385,7 +1304,7 @@ end
         assert.same({ "3\r\nit1\r\n3\r\nit2\r\n3\r\nit3\r\n4\r\ntail\r\n"
           .. "0\r\n\r\n", 0 }, { out, code })
         assert.same({ "close false", "send true", "written" },
-          sorted(wait_events(srv, "close false", "written")))
+          sorted(helper.wait_events(srv, "close false", "written")))
         clean_stop(srv)
       end)
     end)
@@ -1402,7 +1321,8 @@ end
           FIXTURE_SIZES[name], #case[2]), function()
           local srv = serve(FILE)
           local save = helper.marker_path()
-          local rec = ws_session(srv.port, "/file?" .. name, "[]", save)
+          local rec = helper.ws_session(srv.port, "/file?" .. name, "[]",
+            { save = save })
           local saved = tmpfile_read(save)
           local list = messages(rec)
           assert.equal("T:tail", table.remove(list))
@@ -1410,7 +1330,7 @@ end
           assert.is_true(saved == fixture_bytes[name] .. "tail",
             "the payloads differ from the file")
           assert.equal(1000, rec.close_code)
-          assert.same(sorted(WRITTEN), sorted(wait_events(srv, "close false")))
+          assert.same(sorted(WRITTEN), sorted(helper.wait_events(srv, "close false")))
           clean_stop(srv)
         end)
       end
@@ -1419,7 +1339,8 @@ end
         .. "byte", function()
         local srv = serve(FILE)
         local save = helper.marker_path()
-        local rec = ws_session(srv.port, "/file?1m", "[]", save)
+        local rec = helper.ws_session(srv.port, "/file?1m", "[]",
+          { save = save })
         local saved = tmpfile_read(save)
         local want = {}
         for i = 1, 61 do want[i] = "B#" .. PIECE end
@@ -1427,17 +1348,17 @@ end
         want[63] = "T:tail"
         assert.same(want, messages(rec))
         assert.is_true(saved == f1m .. "tail", "the payloads differ")
-        assert.same(sorted(WRITTEN), sorted(wait_events(srv, "close false")))
+        assert.same(sorted(WRITTEN), sorted(helper.wait_events(srv, "close false")))
         clean_stop(srv)
       end)
 
       it_ws("an iterator: each string a text message (an empty one too), "
         .. "binary with binary = true", function()
         local srv = serve(FILE)
-        local rec = ws_session(srv.port, "/iter")
+        local rec = helper.ws_session(srv.port, "/iter")
         assert.same({ "T:it1", "T:", "T:it2", "T:it3", "T:tail" },
           messages(rec))
-        rec = ws_session(srv.port, "/iter?binary")
+        rec = helper.ws_session(srv.port, "/iter?binary")
         assert.same({ "B:" .. hex("it1"), "B:", "B:" .. hex("it2"),
           "B:" .. hex("it3"), "T:tail" }, messages(rec))
         assert.equal(1000, rec.close_code)
@@ -1448,11 +1369,12 @@ end
         .. "was sent", function()
         local srv = serve(FILE)
         local save = helper.marker_path()
-        local rec = ws_session(srv.port, "/filec?16k1", "[]", save)
+        local rec = helper.ws_session(srv.port, "/filec?16k1", "[]",
+          { save = save })
         assert.is_true(tmpfile_read(save) == fixture_bytes["16k1"])
         assert.same({ 2, 1000 }, { #messages(rec), rec.close_code })
         assert.same({ "close false", "send true", "written closed file" },
-          sorted(wait_events(srv, "written closed file")))
+          sorted(helper.wait_events(srv, "written closed file")))
         clean_stop(srv)
       end)
     end)
@@ -1539,7 +1461,7 @@ end
             error(("chunk %d is not piece %d"):format(i, i))
           end
         end
-        assert.same({ "h close" }, wait_events(srv, "h close"))
+        assert.same({ "h close" }, helper.wait_events(srv, "h close"))
         assert.is_true(stats(srv, "h").ok)
         clean_stop(srv)
       end)
@@ -1560,7 +1482,7 @@ end
         local body = table.concat(res.chunks)
         assert.equal(FIXTURE_SIZES.big + 4, #body)
         assert.is_true(body == fixture_bytes.big .. "tail", "the body differs")
-        assert.same({ "f close" }, wait_events(srv, "f close"))
+        assert.same({ "f close" }, helper.wait_events(srv, "f close"))
         assert.same({ "closed file", true }, { stats(srv, "f").pos,
           stats(srv, "f").ok })
         clean_stop(srv)
@@ -1571,10 +1493,10 @@ end
         .. "arrives, in order", function()
         local srv = serve(FLOOD)
         local save = helper.marker_path()
-        local rec = ws_session(srv.port, "/flood?w", [[
+        local rec = helper.ws_session(srv.port, "/flood?w", [[
           [{"pause": true}, {"settle": "/stats?w"}, {"wait": 200},
            {"fetch": "/stats?w"}, {"fetch": "/finish?w"}, {"resume": true}]
-        ]], save)
+        ]], { save = save })
         local saved = tmpfile_read(save)
         local got = fetched(rec)
         assert.equal(3, #got, "fetches: " .. table.concat(got, " | "))
@@ -1596,9 +1518,9 @@ end
         .. "read, then the whole of it arrives byte for byte", function()
         local srv = serve(FLOOD)
         local save = helper.marker_path()
-        local rec = ws_session(srv.port, "/bigfile?g", [[
+        local rec = helper.ws_session(srv.port, "/bigfile?g", [[
           [{"pause": true}, {"settle": "/stats?g"}, {"resume": true}]
-        ]], save)
+        ]], { save = save })
         local saved = tmpfile_read(save)
         local s = helper.decode(fetched(rec)[1])
         assert.is_number(s.pos)
@@ -1647,7 +1569,7 @@ end
         local res = assert(helper.request(srv.port, "GET", "/order"))
         assert.same({ "it1", "it2", "it3", "a", "bc", f:sub(1, PIECE),
           f:sub(PIECE + 1), "z" }, res.chunks)
-        local log = wait_events(srv, "close", "z written")
+        local log = helper.wait_events(srv, "close", "z written")
         assert.same({ "stream true", "a true", "array true", "file true",
           "z true" }, { table.unpack(log, 1, 5) })
         local written = {}
@@ -1660,11 +1582,11 @@ end
 
       it_ws("WebSocket", function()
         local srv = serve(ORDER)
-        local rec = ws_session(srv.port, "/order")
+        local rec = helper.ws_session(srv.port, "/order")
         assert.same({ "T:it1", "T:it2", "T:it3", "T:a", "T:b", "T:c",
           "B#" .. PIECE, "B:" .. hex(f:sub(-1)), "T:z" }, messages(rec))
         assert.equal(1000, rec.close_code)
-        local log = wait_events(srv, "close", "z written")
+        local log = helper.wait_events(srv, "close", "z written")
         local written = {}
         for _, e in ipairs(log) do
           if e:match("written$") then written[#written + 1] = e end
@@ -1720,16 +1642,16 @@ end
         local srv = serve(DURING)
         local res = assert(helper.request(srv.port, "GET", "/bad-during"))
         assert.same({ "it1", "it2", "end" }, res.chunks)
-        assert.same(BAD, wait_events(srv, "close"))
+        assert.same(BAD, helper.wait_events(srv, "close"))
         clean_stop(srv)
       end)
 
       it_ws("WebSocket: a bad message raises at once (a response table, a "
         .. "number)", function()
         local srv = serve(DURING)
-        local rec = ws_session(srv.port, "/bad-during")
+        local rec = helper.ws_session(srv.port, "/bad-during")
         assert.same({ "T:it1", "T:it2", "T:end" }, messages(rec))
-        assert.same(BAD, wait_events(srv, "close"))
+        assert.same(BAD, helper.wait_events(srv, "close"))
         clean_stop(srv)
       end)
 
@@ -1737,10 +1659,10 @@ end
       -- (the channel is closing) and no callback, or true and then exactly
       -- one of on_success and on_error; never sent after the close.
       local function check_after_close(srv)
-        local log = wait_events(srv, "close")
+        local log = helper.wait_events(srv, "close")
         if index_of(log, "b true") then
           helper.wait_until(function()
-            log = events(srv)
+            log = helper.events(srv)
             return index_of(log, "b written") or index_of(log, "b failed")
           end, 1)
           assert.equal(1, count(log, "b written") + count(log, "b failed"),
@@ -1762,7 +1684,7 @@ end
       it_ws("WebSocket: a send after a waiting close = true send is answered "
         .. "(nil, or true and then on_success or on_error)", function()
         local srv = serve(DURING)
-        local rec = ws_session(srv.port, "/after-close")
+        local rec = helper.ws_session(srv.port, "/after-close")
         assert.same({ { "T:it1", "T:it2", "T:a" }, 1000 },
           { messages(rec), rec.close_code })
         check_after_close(srv)
@@ -1806,7 +1728,7 @@ end
         assert.same({ "", 18 }, { out, code })
         local err = "send: cannot read the file"
         assert.same(sorted({ "send error " .. err, "on_error " .. err,
-          "file closed file", "close" }), sorted(wait_events(srv, "close")))
+          "file closed file", "close" }), sorted(helper.wait_events(srv, "close")))
         clean_stop(srv)
       end)
 
@@ -1840,7 +1762,7 @@ end
 ]])
       local out, code = helper.curl(url(srv, "/all-written"))
       assert.same({ 0, true }, { code, out == fixture_bytes["1m"] })
-      assert.same({ "written 0" }, wait_events(srv, "written 0"))
+      assert.same({ "written 0" }, helper.wait_events(srv, "written 0"))
       clean_stop(srv)
     end)
 
@@ -1884,7 +1806,7 @@ end
           local out, code, err = helper.curl("--raw", url(srv, "/fail?" .. how))
           assert.same({ "5\r\npart1\r\n5\r\npart2\r\n", 18 }, { out, code })
           assert.truthy(err:match("%(18%)"), err)
-          local log = wait_events(srv, "close nil")
+          local log = helper.wait_events(srv, "close nil")
           assert.same({ "send true", "send error " .. ERR[how],
             "on_error true " .. ERR[how], "close nil" },
             { log[1], log[2], log[3], log[4] })
@@ -1897,13 +1819,13 @@ end
         it_ws("WebSocket: an iterator that " .. what .. " leaves the "
           .. "WebSocket open", function()
           local srv = serve(FAIL)
-          local rec = ws_session(srv.port, "/fail?" .. how, [[
+          local rec = helper.ws_session(srv.port, "/fail?" .. how, [[
             [{"until": 2}, {"wait": 50}, {"send": "still open"}, {"until": 3},
              {"close": 1000}]
           ]])
           assert.same({ "T:part1", "T:part2", "T:echo still open" },
             messages(rec))
-          local log = wait_events(srv, "close 1000")
+          local log = helper.wait_events(srv, "close 1000")
           assert.same({ "send true", "send error " .. ERR[how],
             "on_error true " .. ERR[how], "close 1000" }, log)
           clean_stop(srv)
@@ -1936,11 +1858,11 @@ end
 ]])
       local out, code = helper.curl("--raw", url(srv, "/fail-queued"))
       assert.same({ "5\r\npart1\r\n", 18 }, { out, code })
-      local log = wait_events(srv, "close", "stream error iterator boom")
+      local log = helper.wait_events(srv, "close", "stream error iterator boom")
       -- exactly one of on_success and on_error for a send that returned
       -- true; the connection failed, so on_error
       helper.wait_until(function()
-        log = events(srv)
+        log = helper.events(srv)
         return log[#log]:match("^after") ~= nil
       end, 1)
       assert.same(sorted({ "queued true", "stream error iterator boom",
@@ -1975,7 +1897,7 @@ end
 ]])
       local res = assert(helper.request(srv.port, "GET", "/sleepy"))
       assert.same({ "slept1", "slept2", "slept3" }, res.chunks)
-      local rec = ws_session(srv.port, "/sleepy", [[
+      local rec = helper.ws_session(srv.port, "/sleepy", [[
         [{"until": 1}, {"fetch": "/stage"}]
       ]])
       assert.same({ "T:slept1", "T:slept2", "T:slept3" }, messages(rec))
@@ -2015,7 +1937,7 @@ end
         local srv = serve(CLOSE_MID)
         local out, code = helper.curl("--raw", url(srv, "/close-mid"))
         assert.same({ "5\r\npart1\r\n5\r\npart2\r\n", 18 }, { out, code })
-        local log = wait_events(srv, "close false nil", "close() true")
+        local log = helper.wait_events(srv, "close false nil", "close() true")
         assert.same(sorted({ "send error " .. ERR, "on_error " .. ERR,
           "close false nil", "close() true" }), sorted(log))
         clean_stop(srv)
@@ -2024,10 +1946,10 @@ end
       it_ws("WebSocket: the close handshake follows (1000), on_close fires "
         .. "once", function()
         local srv = serve(CLOSE_MID)
-        local rec = ws_session(srv.port, "/close-mid")
+        local rec = helper.ws_session(srv.port, "/close-mid")
         assert.same({ { "T:part1", "T:part2" }, 1000 },
           { messages(rec), rec.close_code })
-        local log = wait_events(srv, "close false 1000", "close() true")
+        local log = helper.wait_events(srv, "close false 1000", "close() true")
         assert.same(sorted({ "send error " .. ERR, "on_error " .. ERR,
           "close false 1000", "close() true" }), sorted(log))
         clean_stop(srv)
@@ -2054,7 +1976,7 @@ end
         res.headers["content-length"], res.headers["transfer-encoding"] })
       res = assert(helper.read_response(sock))
       assert.same({ 200, "plain" }, { res.status, res.body })
-      local log = wait_events(srv, "tail written")
+      local log = helper.wait_events(srv, "tail written")
       assert.equal(2, count(log, "written closed file"))
       clean_stop(srv)
     end)
@@ -2074,7 +1996,7 @@ end
             res.headers["transfer-encoding"], res.headers["content-length"],
             res.closed })
           assert.is_true(res.body == case[3], "the body differs")
-          wait_events(srv, "close false")
+          helper.wait_events(srv, "close false")
           clean_stop(srv)
         end)
       end
@@ -2114,7 +2036,7 @@ end
         assert(sock:send(get("/flood?d")))
         assert(sock:receive(100000))
         sock:close()
-        local log = wait_events(srv, "d close false", "d " .. ERR)
+        local log = helper.wait_events(srv, "d close false", "d " .. ERR)
         assert.same(sorted({ "d close false", "d " .. ERR }), sorted(log))
         local n = stats(srv, "d").n
         socket.sleep(0.1)
@@ -2146,7 +2068,7 @@ end
         -- a reset, not a FIN: nothing more can be written
         assert(sock:setoption("linger", { on = true, timeout = 0 }))
         sock:close()
-        local log = wait_events(srv, "e close false", "e " .. ERR)
+        local log = helper.wait_events(srv, "e close false", "e " .. ERR)
         assert.same(sorted({ "e close false", "e " .. ERR }), sorted(log))
         assert.same({ file = "closed file" }, stats(srv, "e"))
         local res = assert(helper.request(srv.port, "GET", "/plain"))
@@ -2173,17 +2095,45 @@ routes["/bigfile"] = function(req)
   })
 end
 ]])
-        local rec = ws_session(srv.port, "/bigfile?x", [[
+        local rec = helper.ws_session(srv.port, "/bigfile?x", [[
           [{"until": 2}, {"drop": true}]
         ]])
         assert.is_true(#messages(rec) >= 2)
-        local log = wait_events(srv, "x close false 1006", "x " .. ERR)
+        local log = helper.wait_events(srv, "x close false 1006", "x " .. ERR)
         assert.same(sorted({ "x close false 1006", "x " .. ERR }), sorted(log))
         assert.same({ file = "closed file" }, stats(srv, "x"))
         local res = assert(helper.request(srv.port, "GET", "/plain"))
         assert.same({ 200, "plain" }, { res.status, res.body })
         clean_stop(srv)
       end)
+    end)
+
+    it("an iterator of empty pieces never holds the loop: a request made "
+      .. "meanwhile is answered before the stream ends", function()
+      local srv = serve([[
+routes["/empties"] = function(req)
+  return ringlet.as_channel(req, {
+    on_open = function(ch)
+      local n = 0
+      ch:send(function()
+        n = n + 1
+        if n > 1000000 then return nil end
+        return ""
+      end, { close = true, on_success = function() record("stream done") end })
+    end,
+  })
+end
+routes["/quick"] = function() record("quick") return { body = "quick" } end
+]])
+      local sock = assert(helper.connect(srv.port))
+      srv.socks[#srv.socks + 1] = sock
+      sock:send(helper.request_bytes("GET", "/empties", { host = "x" }))
+      assert.equal("HTTP/1.1 200 OK", sock:receive("*l")) -- it is streaming
+      local res = assert(helper.request(srv.port, "GET", "/quick"))
+      assert.equal("quick", res.body)
+      local log = helper.wait_events(srv, "stream done")
+      assert.same({ "quick", "stream done" }, log)
+      clean_stop(srv)
     end)
 
     describe("many concurrent streams", function()
@@ -2220,7 +2170,7 @@ end
               ("stream %d chunk %d differs"):format(i, k))
           end
         end
-        local log = wait_events(srv, "done 1", "done " .. N)
+        local log = helper.wait_events(srv, "done 1", "done " .. N)
         assert.equal(N, #log)
         clean_stop(srv)
       end)

@@ -1,39 +1,11 @@
 -- Ring 1.11's WebSocket listener (a response holding
 -- ["ring.websocket/listener"]) and ringlet.websocket's socket functions,
--- with Node's `ws` as the client (spec/node/ws_script.js); also the core
--- pieces under them: as_channel's on_ping, ch:pong and on_close's
--- info.initiator.
-local helper = require "spec.helper"
+-- with Node's `ws` as the client (spec/node/ws_script.js, through
+-- helper.ws_session); also the core pieces under them: as_channel's
+-- on_ping, ch:pong and on_close's info.initiator.
+local helper = require "helper"
 
-local ROOT = assert(os.getenv("PWD"), "PWD not set")
-local NODE_DIR = ROOT .. "/spec/node"
-local HAVE_WS = helper.exists(NODE_DIR .. "/node_modules/ws/package.json")
-
-local function it_ws(name, fn)
-  if HAVE_WS then it(name, fn) else pending(name .. " [node's ws missing]") end
-end
-
--- A scripted session: returns the client's record (see ws_script.js).
-local function session(port, path, steps, protocols)
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %d %s %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 3,
-      helper.quote(NODE_DIR .. "/ws_script.js"), port, helper.quote(path),
-      helper.quote(steps), protocols and helper.quote(protocols) or "")
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  pipe:close()
-  local ok, rec = pcall(helper.decode, out:match("({.*})%s*$"))
-  assert(ok and type(rec) == "table", "ws_script.js printed no record:\n" .. out)
-  return rec
-end
-
-local function messages(rec)
-  local list = {}
-  for _, e in ipairs(rec.events) do
-    if e.message then list[#list + 1] = (e.binary and "bin:" or "") .. e.message end
-  end
-  return list
-end
+local it_ws = helper.it_needs("ws", it, pending)
 
 -- The app records what its callbacks saw; GET /log returns the record.
 local APP = [[
@@ -92,33 +64,27 @@ local function log_of(srv)
   return list
 end
 
-local function has(list, item)
-  for _, v in ipairs(list) do if v == item then return true end end
-  return false
-end
-
 describe("Ring 1.11 listener", function()
   it_ws("calls on_open, on_message (text and binary), send's succeed, on_ping; "
     .. "close(code, reason) reaches the client", function()
     local srv = start()
     finally(function() srv:stop() end)
-    local rec = session(srv.port, "/", [=[[{"send":"hi"},{"binary":"00ff10"},
-      {"ping":"pp"},{"until":4},{"wait":50},{"send":"close4001"}]]=], "a,b")
+    local rec = helper.ws_session(srv.port, "/", [=[[{"send":"hi"},{"binary":"00ff10"},
+      {"ping":"pp"},{"until":4},{"wait":50},{"send":"close4001"}]]=],
+      { protocol = "a,b" })
     assert.is_true(rec.opened)
     assert.equal("b", rec.protocol) -- ring.websocket/protocol
-    local got = messages(rec)
+    local got = helper.ws_texts(rec)
     assert.equal("welcome a+b", table.remove(got, 1))
     table.sort(got) -- "written hi" follows "hi"; the binary echo may come first
     assert.same({ "bin:00ff10", "hi", "written hi" }, got)
-    local pongs = {}
-    for _, e in ipairs(rec.events) do if e.pong then pongs[#pongs + 1] = e.pong end end
-    assert.same({ "pp", "beat" }, pongs) -- the core's answer, then ws.pong's
+    assert.same({ "pp", "beat" }, helper.ws_data(rec, "pong")) -- the core's answer, then ws.pong's
     assert.equal(4001, rec.close_code)
     assert.equal("bye", rec.close_reason)
     local log
     assert.truthy(helper.wait_until(function()
       log = log_of(srv)
-      return has(log, "after nil")
+      return helper.contains(log, "after nil")
     end))
     assert.same({ "open true", "message hi false", "message \0\255\16 true", "ping pp",
       "message close4001 false", "close 4001 bye false",
@@ -131,17 +97,18 @@ describe("Ring 1.11 listener", function()
     .. "dropped connection reach on_close", function()
     local srv = start()
     finally(function() srv:stop() end)
-    local rec = session(srv.port, "/", '[{"until":1},{"send":"close"}]')
+    local rec = helper.ws_session(srv.port, "/", '[{"until":1},{"send":"close"}]')
     assert.equal(1000, rec.close_code)
     assert.equal("Normal Closure", rec.close_reason)
-    rec = session(srv.port, "/", '[{"until":1},{"close":4100,"reason":"later"}]')
+    rec = helper.ws_session(srv.port, "/", '[{"until":1},{"close":4100,"reason":"later"}]')
     assert.equal(4100, rec.close_code)
-    session(srv.port, "/", '[{"until":1},{"close":1000}]')
-    session(srv.port, "/", '[{"until":1},{"drop":true}]')
+    helper.ws_session(srv.port, "/", '[{"until":1},{"close":1000}]')
+    helper.ws_session(srv.port, "/", '[{"until":1},{"drop":true}]')
     assert.truthy(helper.wait_until(function()
       local log = log_of(srv)
-      return has(log, "close 4100 later false") and has(log, "close 1000  false")
-        and has(log, "close 1006  false")
+      return helper.contains(log, "close 4100 later false")
+        and helper.contains(log, "close 1000  false")
+        and helper.contains(log, "close 1006  false")
     end))
     assert.equal(0, srv:stop())
   end)
@@ -162,11 +129,11 @@ describe("Ring 1.11 listener", function()
     local srv = start()
     finally(function() srv:stop() end)
     for _, path in ipairs({ "/bad", "/badcb" }) do
-      local rec = session(srv.port, path, "[]")
+      local rec = helper.ws_session(srv.port, path, "[]")
       assert.is_false(rec.opened)
       assert.equal(500, rec.status)
     end
-    local rec = session(srv.port, "/", '[{"until":1},{"send":"close"}]')
+    local rec = helper.ws_session(srv.port, "/", '[{"until":1},{"send":"close"}]')
     assert.is_true(rec.opened)
     assert.equal(0, srv:stop())
     assert.matches("ring.websocket/listener must be a table", srv:stderr(), 1, true)
@@ -176,8 +143,8 @@ describe("Ring 1.11 listener", function()
   it_ws("callbacks may sleep: each runs in its own coroutine", function()
     local srv = start()
     finally(function() srv:stop() end)
-    local rec = session(srv.port, "/", '[{"send":"sleep"},{"until":2},{"close":1000}]')
-    assert.same({ "welcome ", "slept" }, messages(rec))
+    local rec = helper.ws_session(srv.port, "/", '[{"send":"sleep"},{"until":2},{"close":1000}]')
+    assert.same({ "welcome ", "slept" }, helper.ws_texts(rec))
     assert.equal(0, srv:stop())
   end)
 
@@ -185,8 +152,8 @@ describe("Ring 1.11 listener", function()
     .. "values of ringlet.httpkit and ringlet.async", function()
     local srv = start()
     finally(function() srv:stop() end)
-    local rec = session(srv.port, "/", '[{"send":"binaries"},{"until":4},{"close":1000}]')
-    assert.same({ "welcome ", "bin:6c697400", "bin:686b", "bin:6173" }, messages(rec))
+    local rec = helper.ws_session(srv.port, "/", '[{"send":"binaries"},{"until":4},{"close":1000}]')
+    assert.same({ "welcome ", "bin:6c697400", "bin:686b", "bin:6173" }, helper.ws_texts(rec))
     assert.equal(0, srv:stop())
   end)
 
@@ -278,11 +245,9 @@ end
   it_ws("on_ping gets each ping after the core answered it; pong sends one", function()
     local srv = helper.start(CORE)
     finally(function() srv:stop() end)
-    local rec = session(srv.port, "/", [=[[{"ping":"a"},{"ping":"b"},
+    local rec = helper.ws_session(srv.port, "/", [=[[{"ping":"a"},{"ping":"b"},
       {"send":"pong-too-big"},{"wait":100},{"close":1000}]]=])
-    local pongs = {}
-    for _, e in ipairs(rec.events) do if e.pong then pongs[#pongs + 1] = e.pong end end
-    assert.same({ "a", "hb", "b", "hb" }, pongs)
+    assert.same({ "a", "hb", "b", "hb" }, helper.ws_data(rec, "pong"))
     assert.truthy(helper.wait_until(function()
       local body = helper.request(srv.port, "GET", "/log").body
       return body:find("ping a\nping b\nfalse\nws 1000 client", 1, true)
@@ -293,8 +258,8 @@ end
   it_ws("initiator: 'server' when the server closed first, 'client' otherwise", function()
     local srv = helper.start(CORE)
     finally(function() srv:stop() end)
-    session(srv.port, "/", '[{"send":"close"}]')
-    session(srv.port, "/", '[{"drop":true}]')
+    helper.ws_session(srv.port, "/", '[{"send":"close"}]')
+    helper.ws_session(srv.port, "/", '[{"drop":true}]')
     local res = helper.request(srv.port, "GET", "/stream?server")
     assert.equal("x", res.body)
     local sock = assert(helper.connect(srv.port))

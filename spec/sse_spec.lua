@@ -5,84 +5,20 @@
 -- LuaSocket (byte for byte: the head's lines, each chunk), curl and, for the
 -- example's page, headless Chromium driven by playwright-core
 -- (spec/node/sse_browser.js; pending when node, its node_modules or
--- /usr/bin/chromium are missing). An app hands what its callbacks saw to
--- busted through a log kept in its upvalues, which GET /log answers,
--- serialized. Every wait is bounded by helper.TEST_TIMEOUT.
+-- Chromium are missing). An app hands what its callbacks saw to busted
+-- through a log kept in its upvalues, which GET /events answers, serialized
+-- (helper.EVENT_LOG). Every wait is bounded by helper.TEST_TIMEOUT.
 
 local helper = require "helper"
 local ws = require "wsclient"
 
-local quote = helper.quote
-
--- The repository's root, absolute (app files are written to /tmp).
-local function repo_root()
-  local spec = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
-  local dir = spec:match("^(.*)/[^/]*$") or "."
-  local pipe = assert(io.popen("cd " .. quote(dir .. "/..") .. " && pwd"))
-  local root = pipe:read("l")
-  pipe:close()
-  return assert(root, "cannot find the repository root")
-end
-
-local ROOT = repo_root()
-local NODE_DIR = ROOT .. "/spec/node"
-local CHROMIUM = "/usr/bin/chromium"
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
-
 local PRELUDE = [[
 local ringlet = require "ringlet"
 local sse = require "ringlet.sse"
-]] .. helper.SERIALIZER .. [[
-local log = {}
-local function record(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  log[#log + 1] = table.concat(t, " ", 1, t.n)
-end
-local routes = {}
-routes["/log"] = function()
-  return { status = 200, headers = { ["content-type"] = "text/plain" },
-           body = serialize(log) }
-end
-]]
-
-local EPILOGUE = [[
-return function(req)
-  local route = routes[req.uri]
-  if route then return route(req) end
-  return { status = 404, body = "no route for " .. req.uri }
-end
-]]
+]] .. helper.EVENT_LOG
 
 local function start(routes_source)
-  return helper.start(PRELUDE .. routes_source .. "\n" .. EPILOGUE)
-end
-
-local function app_log(srv)
-  local res = assert(helper.request(srv.port, "GET", "/log"))
-  assert.equal(200, res.status)
-  return helper.decode(res.body)
-end
-
-local function contains(list, item)
-  for _, v in ipairs(list) do
-    if v == item then return true end
-  end
-  return false
-end
-
--- Waits until the app's log holds item; returns the log (false on timeout).
-local function wait_log(srv, item)
-  local ok = helper.wait_until(function()
-    return contains(app_log(srv), item)
-  end)
-  return ok and app_log(srv)
+  return helper.start(PRELUDE .. routes_source .. "\n" .. helper.DISPATCH)
 end
 
 local function get(path, extra)
@@ -196,13 +132,13 @@ end
     assert.same({ "no" }, values(list, "x-accel-buffering"))
     assert.same({ "chunked" }, values(list, "transfer-encoding"))
     assert(silent(sock), "bytes after the head before any event")
-    assert(wait_log(srv, "open true"))
+    helper.wait_events(srv, "open true")
 
     -- the first event is the stream's first chunk
     assert.equal("sent", assert(helper.request(srv.port, "GET", "/first")).body)
     assert.equal("data: first\n\n", read_chunk(sock))
     sock:close()
-    local log = assert(wait_log(srv, "close nil nil"))
+    local log = helper.wait_events(srv, "close nil nil")
     assert.same({ "open true", "first true", "close nil nil" }, log)
     helper.assert_clean_stop(srv)
   end)
@@ -276,9 +212,9 @@ end
     local res = assert(helper.read_response(sock))
     assert.same({ 200, { "data: before the timeout\n\n" }, {} },
       { res.status, res.chunks, res.trailers })
-    assert(wait_log(srv, "closed false nil nil"))
+    helper.wait_events(srv, "closed false nil nil")
     -- the stream ended, the connection serves its next request
-    assert(sock:send(get("/log")))
+    assert(sock:send(get("/events")))
     res = assert(helper.read_response(sock))
     assert.same({ "closed false nil nil" }, helper.decode(res.body))
     helper.assert_clean_stop(srv)
@@ -341,7 +277,7 @@ end
     assert.is_nil(res.headers["content-type"])
     local op, text = ws.read_message(sock)
     assert.same({ ws.OP.TEXT, "id: 1\ndata: a\ndata: b\n\n" }, { op, text })
-    assert(wait_log(srv, "send true"))
+    helper.wait_events(srv, "send true")
     helper.assert_clean_stop(srv)
   end)
 end)
@@ -478,7 +414,7 @@ describe("ringlet.sse.send and comment", function()
       assert.equal(expected[i], res.chunks[i], "case " .. i .. ": " .. CASES[i][1])
     end
     assert.equal(#CASES, #res.chunks)
-    assert.same(returns, app_log(srv))
+    assert.same(returns, helper.events(srv))
     helper.assert_clean_stop(srv)
   end)
 
@@ -489,7 +425,7 @@ describe("ringlet.sse.send and comment", function()
     finally(function() srv:stop() end)
     local res = assert(helper.request(srv.port, "GET", "/cases"))
     assert.same({ "data: still open\n\n" }, res.chunks)
-    local log = app_log(srv)
+    local log = helper.events(srv)
     assert.equal(#ERRORS + 1, #log)
     for i, c in ipairs(ERRORS) do
       local prefix = i .. " "
@@ -531,11 +467,11 @@ end
     assert(sock:send(get("/close")))
     local res = assert(helper.read_response(sock))
     assert.same({ ": hi\n\n", "id: 1\ndata: last\n\n" }, res.chunks)
-    local log = assert(wait_log(srv, "send ok false"))
+    local log = helper.wait_events(srv, "send ok false")
     table.sort(log)
     assert.same({ "after close false", "comment ok", "on_close",
                   "send ok false" }, log)
-    assert(sock:send(get("/log")))
+    assert(sock:send(get("/events")))
     res = assert(helper.read_response(sock))
     assert.equal(200, res.status)
     helper.assert_clean_stop(srv)
@@ -572,15 +508,15 @@ end
     local res = assert(helper.request(srv.port, "GET", "/self"))
     assert.same({ 200, {} }, { res.status, res.chunks })
     assert.same({ "close true", "send nil", "comment nil",
-                  "bad sse.send: id must not contain CR or LF" }, app_log(srv))
+                  "bad sse.send: id must not contain CR or LF" }, helper.events(srv))
 
     local sock = assert(helper.connect(srv.port))
     assert(sock:send(get("/hold")))
     assert.equal(200, (read_head(sock)))
     sock:close()
-    assert(wait_log(srv, "client went away"))
+    helper.wait_events(srv, "client went away")
     assert.equal("done", assert(helper.request(srv.port, "GET", "/later")).body)
-    assert(contains(app_log(srv), "later nil nil nil"))
+    assert(helper.contains(helper.events(srv), "later nil nil nil"))
     helper.assert_clean_stop(srv)
   end)
 
@@ -607,7 +543,7 @@ end
       assert(socks[i]:send(get("/join")))
       assert.equal(200, (read_head(socks[i])))
     end
-    assert(helper.wait_until(function() return #app_log(srv) == 2 end))
+    assert(helper.wait_until(function() return #helper.events(srv) == 2 end))
     assert.equal("2", assert(helper.request(srv.port, "GET", "/publish")).body)
     for i = 1, 2 do
       assert.equal("event: news\ndata: a\ndata: b\n\n", read_chunk(socks[i]))
@@ -648,44 +584,10 @@ end)
 
 -- ---- examples/sse_clock.lua ------------------------------------------------
 
-local function have_command(name)
-  return os.execute("command -v " .. quote(name) .. " >/dev/null 2>&1")
-    == true
-end
-
-local BROWSER_MISSING
-if not have_command("node") then
-  BROWSER_MISSING = "node is not installed (scripts/node-deps.sh)"
-elseif not helper.exists(NODE_DIR .. "/node_modules/playwright-core/package.json") then
-  BROWSER_MISSING = "spec/node/node_modules/playwright-core is missing "
-    .. "(scripts/node-deps.sh)"
-elseif not helper.exists(CHROMIUM) then
-  BROWSER_MISSING = CHROMIUM .. " is missing (scripts/node-deps.sh)"
-end
-
-local function it_with(missing, name, fn)
-  if missing then
-    pending(name .. " [pending: " .. missing .. "]")
-  else
-    it(name, fn)
-  end
-end
-
-local function node(script, ...)
-  local args = {}
-  for i, a in ipairs({ ... }) do args[i] = quote(a) end
-  local cmd = ("RINGLET_TEST_TIMEOUT=%d timeout -k 5 %d node %s %s 2>&1")
-    :format(helper.TEST_TIMEOUT, helper.TEST_TIMEOUT * 10,
-      quote(NODE_DIR .. "/" .. script), table.concat(args, " "))
-  local pipe = assert(io.popen(cmd, "r"))
-  local out = pipe:read("a") or ""
-  local _, how, code = pipe:close()
-  if how == "signal" then code = 128 + code end
-  return out, code
-end
+local it_browser = helper.it_needs("browser", it, pending)
 
 local function start_clock()
-  return helper.start(read_file(ROOT .. "/examples/sse_clock.lua"))
+  return helper.start(helper.repo_file("examples/sse_clock.lua"))
 end
 
 -- The events of a whole event stream's text, each {id, event, retry, data}
@@ -769,16 +671,17 @@ describe("examples/sse_clock.lua", function()
     helper.assert_clean_stop(srv)
   end)
 
-  it_with(BROWSER_MISSING,
-    "in Chromium: the clock ticks, and after the stream ends the browser "
-    .. "reconnects with Last-Event-ID and the ids go on, none repeated or lost",
+  it_browser("in Chromium: the clock ticks, and after the stream ends the "
+    .. "browser reconnects with Last-Event-ID and the ids go on, none "
+    .. "repeated or lost",
     function()
       local srv = start_clock()
       finally(function() srv:stop() end)
-      local out, code = node("sse_browser.js",
+      local out, code, err = helper.node("sse_browser.js",
         "http://127.0.0.1:" .. srv.port .. "/?interval=200&limit=4", "4")
       assert(code == 0,
-        "sse_browser.js failed (exit " .. tostring(code) .. "):\n" .. out)
+        "sse_browser.js failed (exit " .. tostring(code) .. "):\n" .. out
+          .. err)
       helper.assert_clean_stop(srv)
       -- the server saw the header the browser sent
       assert.truthy(srv:stderr():find(

@@ -285,11 +285,8 @@ local function new_tag()
   return "t" .. tag_count
 end
 
-local function events(srv, tag)
-  local res = assert(helper.request(srv.port, "GET", "/events?" .. tag))
-  assert.equal(200, res.status)
-  return helper.decode(res.body)
-end
+-- The tag's event log (GET /events?tag).
+local events = helper.events
 
 local function count_matching(list, pattern)
   local n = 0
@@ -319,11 +316,7 @@ local function wait_event(srv, tag, pattern)
   return events(srv, tag)
 end
 
-local function sorted(list)
-  local copy = { table.unpack(list) }
-  table.sort(copy)
-  return copy
-end
+local sorted = helper.sorted
 
 -- A WebSocket connection that must be accepted (101, right accept key).
 local function connect(port, path, extra)

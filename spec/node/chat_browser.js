@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The chat example in a real browser: playwright-core drives Debian's
-// Chromium (/usr/bin/chromium, or $CHROMIUM) headless.
+// Chromium (/usr/bin/chromium, or $CHROMIUM) headless (spec/node/browser.js).
 //
 //   node spec/node/chat_browser.js http://127.0.0.1:PORT/
 //
@@ -13,31 +13,17 @@
 // is bounded by RINGLET_TEST_TIMEOUT seconds (default 10).
 "use strict";
 
-const fs = require("fs");
-const os = require("os");
-const path = require("path");
-const { chromium } = require("playwright-core");
+const { TIMEOUT, watch, withContext, run } = require("./browser");
 
 const url = process.argv[2];
-const TIMEOUT = 1000 * (Number(process.env.RINGLET_TEST_TIMEOUT) || 10);
-const EXECUTABLE = process.env.CHROMIUM || "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-  "--disable-background-networking", "--disable-component-update",
-  "--disable-sync", "--no-first-run", "--disable-quic"];
 
 if (!url) {
   console.log("usage: chat_browser.js http://127.0.0.1:PORT/");
   process.exit(2);
 }
 
-const problems = []; // console errors and page errors, shown on failure
-
 async function openTab(page, name, who) {
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("console", (msg) => {
-    if (msg.type() === "error") problems.push(`${name} console: ${msg.text()}`);
-  });
-  page.on("pageerror", (err) => problems.push(`${name} error: ${err}`));
+  watch(page, name);
   const res = await page.goto(url, { timeout: TIMEOUT });
   if (!res || res.status() !== 200) {
     throw new Error(`${name}: GET ${url} answered ${res && res.status()}`);
@@ -91,74 +77,43 @@ async function expectCount(page, name, n) {
   }
 }
 
-async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "ringlet-chrome-"));
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: EXECUTABLE,
-      headless: true,
-      args: ARGS,
-      timeout: TIMEOUT,
-    });
-    // The persistent context opens with one blank tab: it is the first.
-    const first = context.pages()[0] || await context.newPage();
-    const alice = await openTab(first, "tab 1", "alice");
-    await expectCount(alice, "tab 1", 1);
-    const tag = Math.random().toString(36).slice(2);
-    const hello = `hello <b>bold</b> & <img src=x onerror=alert(1)> ${tag}`;
-    await say(alice, hello);
-    await expectItem(alice, "tab 1 (the sender)", "alice", hello);
+run(() => withContext(async (context) => {
+  // The persistent context opens with one blank tab: it is the first.
+  const first = context.pages()[0] || await context.newPage();
+  const alice = await openTab(first, "tab 1", "alice");
+  await expectCount(alice, "tab 1", 1);
+  const tag = Math.random().toString(36).slice(2);
+  const hello = `hello <b>bold</b> & <img src=x onerror=alert(1)> ${tag}`;
+  await say(alice, hello);
+  await expectItem(alice, "tab 1 (the sender)", "alice", hello);
 
-    // bob comes in: the history, the notice, the count
-    const bob = await openTab(await context.newPage(), "tab 2", "bob");
-    await expectItem(bob, "tab 2 (history)", "alice", hello);
-    await expectItem(alice, "tab 1", null, "bob joined");
-    await expectCount(alice, "tab 1", 2);
-    await expectCount(bob, "tab 2", 2);
+  // bob comes in: the history, the notice, the count
+  const bob = await openTab(await context.newPage(), "tab 2", "bob");
+  await expectItem(bob, "tab 2 (history)", "alice", hello);
+  await expectItem(alice, "tab 1", null, "bob joined");
+  await expectCount(alice, "tab 1", 2);
+  await expectCount(bob, "tab 2", 2);
 
-    const reply = `reply é 😀 ${tag}`;
-    await say(bob, reply);
-    await expectItem(alice, "tab 1", "bob", reply);
-    await expectItem(bob, "tab 2 (the sender)", "bob", reply);
+  const reply = `reply é 😀 ${tag}`;
+  await say(bob, reply);
+  await expectItem(alice, "tab 1", "bob", reply);
+  await expectItem(bob, "tab 2 (the sender)", "bob", reply);
 
-    for (const [name, page] of [["tab 1", alice], ["tab 2", bob]]) {
-      const elements = await page.$$eval("#messages .text *", (els) => els.length);
-      if (elements !== 0) {
-        throw new Error(`${name}: a message was rendered as HTML ` +
-          `(${elements} element(s) inside a message's text)`);
-      }
-      const count = await page.$$eval("#messages li.message", (lis) => lis.length);
-      if (count !== 2) {
-        throw new Error(`${name} shows ${count} messages, expected 2`);
-      }
+  for (const [name, page] of [["tab 1", alice], ["tab 2", bob]]) {
+    const elements = await page.$$eval("#messages .text *", (els) => els.length);
+    if (elements !== 0) {
+      throw new Error(`${name}: a message was rendered as HTML ` +
+        `(${elements} element(s) inside a message's text)`);
     }
-
-    // bob leaves
-    await bob.close();
-    await expectItem(alice, "tab 1", null, "bob left");
-    await expectCount(alice, "tab 1", 1);
-  } finally {
-    if (context) await context.close().catch(() => {});
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    const count = await page.$$eval("#messages li.message", (lis) => lis.length);
+    if (count !== 2) {
+      throw new Error(`${name} shows ${count} messages, expected 2`);
+    }
   }
-}
 
-const watchdog = setTimeout(() => {
-  console.log("FAIL: the whole run took longer than its bound");
-  process.exit(1);
-}, 8 * TIMEOUT);
-
-main().then(() => {
-  clearTimeout(watchdog);
-  if (problems.length > 0) {
-    console.log("FAIL: the page reported errors:\n" + problems.join("\n"));
-    process.exit(1);
-  }
-  console.log("ok: names, history, join and leave, counts, messages as text");
-}, (err) => {
-  clearTimeout(watchdog);
-  console.log("FAIL: " + (err && err.message ? err.message : err));
-  if (problems.length > 0) console.log(problems.join("\n"));
-  process.exit(1);
-});
+  // bob leaves
+  await bob.close();
+  await expectItem(alice, "tab 1", null, "bob left");
+  await expectCount(alice, "tab 1", 1);
+  return "ok: names, history, join and leave, counts, messages as text";
+}));

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // examples/sse_clock.lua in a real browser: playwright-core drives Debian's
-// Chromium (/usr/bin/chromium, or $CHROMIUM) headless.
+// Chromium (/usr/bin/chromium, or $CHROMIUM) headless (spec/node/browser.js).
 //
 //   node spec/node/sse_browser.js 'http://127.0.0.1:PORT/?interval=200&limit=4' 4
 //
@@ -15,25 +15,15 @@
 // is bounded by RINGLET_TEST_TIMEOUT seconds (default 10).
 "use strict";
 
-const fs = require("fs");
-const os = require("os");
-const path = require("path");
-const { chromium } = require("playwright-core");
+const { TIMEOUT, watch, withContext, run } = require("./browser");
 
 const url = process.argv[2];
 const limit = Number(process.argv[3]);
-const TIMEOUT = 1000 * (Number(process.env.RINGLET_TEST_TIMEOUT) || 10);
-const EXECUTABLE = process.env.CHROMIUM || "/usr/bin/chromium";
-const ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-  "--disable-background-networking", "--disable-component-update",
-  "--disable-sync", "--no-first-run", "--disable-quic"];
 
 if (!url || !(limit > 0)) {
   console.log("usage: sse_browser.js 'http://127.0.0.1:PORT/?limit=N...' N");
   process.exit(2);
 }
-
-const problems = []; // console errors and page errors, shown on failure
 
 // The page's log, oldest first: {cls: "open" | "tick", id, text}.
 function readLog(page) {
@@ -53,93 +43,57 @@ async function waitFor(page, what, fn, arg) {
   }
 }
 
-async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "ringlet-chrome-"));
-  let context;
-  try {
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: EXECUTABLE,
-      headless: true,
-      args: ARGS,
-      timeout: TIMEOUT,
-    });
-    const page = context.pages()[0] || await context.newPage();
-    page.setDefaultTimeout(TIMEOUT);
-    page.on("console", (msg) => {
-      if (msg.type() === "error") problems.push(`console: ${msg.text()}`);
-    });
-    page.on("pageerror", (err) => problems.push(`page error: ${err}`));
-    const res = await page.goto(url, { timeout: TIMEOUT });
-    if (!res || res.status() !== 200) {
-      throw new Error(`GET ${url} answered ${res && res.status()}`);
-    }
+run(() => withContext(async (context) => {
+  const page = context.pages()[0] || await context.newPage();
+  watch(page, "the page");
+  const res = await page.goto(url, { timeout: TIMEOUT });
+  if (!res || res.status() !== 200) {
+    throw new Error(`GET ${url} answered ${res && res.status()}`);
+  }
 
-    // the clock shows the server's time, then another time: it ticks
-    await waitFor(page, "the clock never showed a time", () =>
-      /^\d\d:\d\d:\d\d$/.test(document.getElementById("clock").textContent));
-    const first = await page.textContent("#clock");
-    await waitFor(page, `the clock stayed at ${first}`, (first) => {
-      const now = document.getElementById("clock").textContent;
-      return /^\d\d:\d\d:\d\d$/.test(now) && now !== first;
-    }, first);
+  // the clock shows the server's time, then another time: it ticks
+  await waitFor(page, "the clock never showed a time", () =>
+    /^\d\d:\d\d:\d\d$/.test(document.getElementById("clock").textContent));
+  const first = await page.textContent("#clock");
+  await waitFor(page, `the clock stayed at ${first}`, (first) => {
+    const now = document.getElementById("clock").textContent;
+    return /^\d\d:\d\d:\d\d$/.test(now) && now !== first;
+  }, first);
 
-    // the stream ends after `limit` ticks; the browser comes back and the
-    // ticks go on: wait for two ticks of the second stream
-    await waitFor(page, "no reconnect with two more ticks after it",
-      (want) => document.querySelectorAll("#log li.tick").length >= want &&
-        document.querySelectorAll("#log li.open").length >= 2,
-      limit + 2);
+  // the stream ends after `limit` ticks; the browser comes back and the
+  // ticks go on: wait for two ticks of the second stream
+  await waitFor(page, "no reconnect with two more ticks after it",
+    (want) => document.querySelectorAll("#log li.tick").length >= want &&
+      document.querySelectorAll("#log li.open").length >= 2,
+    limit + 2);
 
-    const log = await readLog(page);
-    const texts = JSON.stringify(log.map((e) => e.text));
-    // connected, 1..limit, connected again, limit+1, ...
-    let next = 1;
-    let opens = 0;
-    for (const [i, e] of log.entries()) {
-      if (e.cls === "open") {
-        opens += 1;
-        if (i !== 0 && next !== (opens - 1) * limit + 1) {
-          throw new Error(`a reconnect after id ${next - 1}, not after ` +
-            `${(opens - 1) * limit} ticks: ${texts}`);
-        }
-      } else if (e.cls === "tick") {
-        if (i === 0) throw new Error(`a tick before the stream opened: ${texts}`);
-        if (e.id !== String(next)) {
-          throw new Error(`id ${e.id} where ${next} was due ` +
-            `(repeated or lost): ${texts}`);
-        }
-        if (!/^#\d+ \d\d:\d\d:\d\d$/.test(e.text)) {
-          throw new Error(`a tick shows ${JSON.stringify(e.text)}`);
-        }
-        next += 1;
-      } else {
-        throw new Error(`an unexpected log item: ${texts}`);
+  const log = await readLog(page);
+  const texts = JSON.stringify(log.map((e) => e.text));
+  // connected, 1..limit, connected again, limit+1, ...
+  let next = 1;
+  let opens = 0;
+  for (const [i, e] of log.entries()) {
+    if (e.cls === "open") {
+      opens += 1;
+      if (i !== 0 && next !== (opens - 1) * limit + 1) {
+        throw new Error(`a reconnect after id ${next - 1}, not after ` +
+          `${(opens - 1) * limit} ticks: ${texts}`);
       }
+    } else if (e.cls === "tick") {
+      if (i === 0) throw new Error(`a tick before the stream opened: ${texts}`);
+      if (e.id !== String(next)) {
+        throw new Error(`id ${e.id} where ${next} was due ` +
+          `(repeated or lost): ${texts}`);
+      }
+      if (!/^#\d+ \d\d:\d\d:\d\d$/.test(e.text)) {
+        throw new Error(`a tick shows ${JSON.stringify(e.text)}`);
+      }
+      next += 1;
+    } else {
+      throw new Error(`an unexpected log item: ${texts}`);
     }
-    if (opens < 2) throw new Error(`connected ${opens} times: ${texts}`);
-    return `ok: the clock ticks; ${opens} streams, ids 1..${next - 1} ` +
-      "in order, each once";
-  } finally {
-    if (context) await context.close().catch(() => {});
-    fs.rmSync(userDataDir, { recursive: true, force: true });
   }
-}
-
-const watchdog = setTimeout(() => {
-  console.log("FAIL: the whole run took longer than its bound");
-  process.exit(1);
-}, 8 * TIMEOUT);
-
-main().then((summary) => {
-  clearTimeout(watchdog);
-  if (problems.length > 0) {
-    console.log("FAIL: the page reported errors:\n" + problems.join("\n"));
-    process.exit(1);
-  }
-  console.log(summary);
-}, (err) => {
-  clearTimeout(watchdog);
-  console.log("FAIL: " + (err && err.message ? err.message : err));
-  if (problems.length > 0) console.log(problems.join("\n"));
-  process.exit(1);
-});
+  if (opens < 2) throw new Error(`connected ${opens} times: ${texts}`);
+  return `ok: the clock ticks; ${opens} streams, ids 1..${next - 1} ` +
+    "in order, each once";
+}));
