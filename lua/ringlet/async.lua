@@ -286,11 +286,16 @@ local function bind(inbox, outbox, errors, opts)
     pump(ch)
   end
 
+  -- A message goes straight in when the inbox takes it now (a taker waits,
+  -- or there is room): no task waits. async.websocket's own inbox holds
+  -- max_pending messages; a queue of the user's may make this task wait.
   function cb.on_message(_, msg, binary)
     if binary then msg = ws.binary(msg) end
-    if pending >= max_pending then
+    if inbox:offer(msg) then return end
+    local waiting = opts.own_inbox and #inbox or pending
+    if opts.own_inbox or pending >= max_pending then
       report(("inbox: %d messages are waiting to be taken (max_pending); "
-        .. "a message was dropped"):format(pending))
+        .. "a message was dropped"):format(waiting))
       return
     end
     pending = pending + 1
@@ -389,9 +394,11 @@ local UPGRADE_BODY = "this resource speaks WebSocket only\n"
 -- returns nil once the socket has closed; `outbox:put(msg)` sends one,
 -- waiting while more than `high_water` bytes are queued on the socket;
 -- `outbox:close()` closes it with 1000, `outbox:put(async.closed(code,
--- reason))` with that code. The three are rendezvous channels
--- (`async.chan()`), closed when the socket closes. `fn` returning does
--- not close the socket.
+-- reason))` with that code. The outbox and errors are rendezvous
+-- channels (`async.chan()`); the inbox holds up to `max_pending` messages
+-- (the client's messages wait there, past it one is dropped and reported).
+-- All three close when the socket closes. `fn` returning does not close
+-- the socket.
 --
 -- Errors: when `fn` takes a third parameter (or `...`), errors are put on
 -- `errors` (see `websocket_listener`) and the socket stays open. Without
@@ -435,8 +442,12 @@ function async.websocket(req, fn, opts)
       .. "[, errors]), got " .. type(fn), 2)
   end
   opts = check_options("async.websocket", opts, req ~= nil)
-  local inbox, outbox, errors = async.chan(), async.chan(), async.chan()
-  local cb = bind(inbox, outbox, errors, opts)
+  -- the inbox holds what may wait (max_pending) itself, so a message is
+  -- one offer, not a task waiting in put; the others are rendezvous
+  local inbox = ringlet.queue(opts.max_pending or async.MAX_PENDING)
+  local outbox, errors = async.chan(), async.chan()
+  local cb = bind(inbox, outbox, errors, setmetatable({ own_inbox = true },
+    { __index = opts }))
   local with_errors = takes_errors(fn)
 
   local function on_open(ch)
