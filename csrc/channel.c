@@ -64,7 +64,11 @@ struct rl_channel {
   int src_close;     /* close the channel once it is sent */
   int pumping;       /* stream_pump's loop is running */
   int replaying;     /* stream_drain is sending a waiting send */
-  FILE *src_fp;      /* a file's stream, NULL for an iterator */
+  int src_file;      /* the source is a file (CH_STREAM.src), not an
+                        iterator; read through its luaL_Stream each time, so
+                        a file the user closed meanwhile is never read */
+  int64_t src_left;  /* bytes still owed under Content-Length; -1: to EOF */
+  int draining;      /* stream_drain's loop is running */
   rl_task *src_task; /* the iterator's call in flight */
   lua_Integer pend_head, pend_tail; /* CH_STREAM[head .. tail - 1] */
   rl_send *sends; /* malloc'd FIFO of sends waiting to be written */
@@ -469,8 +473,8 @@ static int timeout_p(lua_State *L) {
   if (ch->ws) {
     if (ch->conn && !ch->closed) {
       push_self(L, ch);
-      stream_abort(L, ch, lua_gettop(L));
       ch->closed = 1;
+      stream_abort(L, ch, lua_gettop(L));
       rl__ws_close(ch->sock, 1000, "idle timeout", 12);
     }
     return 0;
@@ -805,14 +809,19 @@ static void stream_piece(rl_channel *ch, const char *p, size_t n) {
   ch_touch(ch);
 }
 
-/* Replay the sends made while the stream ran, until one streams again. */
-static void stream_drain(lua_State *L, rl_channel *ch, int uidx) {
+/* Replay the sends made while the stream ran, until one streams again;
+ * with fail (or once the channel is closed) fail them instead. Never
+ * nested: a replayed send whose stream ends at once returns here. */
+static void stream_drain(lua_State *L, rl_channel *ch, int uidx, int fail) {
+  if (ch->draining)
+    return; /* a replayed send ended a stream: the loop below goes on */
+  ch->draining = 1;
   while (!ch->streaming && ch->pend_head < ch->pend_tail) {
     lua_getiuservalue(L, uidx, CH_STREAM);
     lua_rawgeti(L, -1, ch->pend_head);
     lua_pushnil(L);
     lua_rawseti(L, -3, ch->pend_head++);
-    if (ch->closed || ch->conn == NULL) {
+    if (fail || ch->closed || ch->conn == NULL) {
       /* it was accepted (send returned true): its on_error is owed */
       int top = lua_gettop(L);
       if (lua_rawgeti(L, -1, 2) == LUA_TTABLE &&
@@ -837,6 +846,7 @@ static void stream_drain(lua_State *L, rl_channel *ch, int uidx) {
   }
   if (ch->pend_head == ch->pend_tail)
     ch->pend_head = ch->pend_tail = 0;
+  ch->draining = 0;
 }
 
 /* The stream ended: err NULL when all of it is queued (its on_success
@@ -856,12 +866,15 @@ static void stream_end(lua_State *L, rl_channel *ch, int uidx,
   int t = lua_gettop(L);
   lua_getfield(L, t, "ok");
   lua_getfield(L, t, "err");
-  if (ch->src_fp) {
-    ch->src_fp = NULL;
+  if (ch->src_file) {
+    ch->src_file = 0;
     lua_getfield(L, t, "src"); /* close the file as io.close would */
-    lua_getfield(L, -1, "close");
-    lua_insert(L, -2);
-    (void)lua_pcall(L, 1, 0, 0);
+    luaL_Stream *fs = luaL_testudata(L, -1, LUA_FILEHANDLE);
+    if (fs && fs->closef) { /* unless the user closed it already */
+      lua_getfield(L, -1, "close");
+      lua_insert(L, -2);
+      (void)lua_pcall(L, 1, 0, 0);
+    }
     lua_settop(L, t + 2);
   }
   lua_pushnil(L);
@@ -894,12 +907,18 @@ static void stream_end(lua_State *L, rl_channel *ch, int uidx,
     if (chan || !own) /* the channel's too; logged when neither has one */
       call_on_error(L, ch, uidx, lua_tostring(L, -1));
     if (!ch->ws && ch->conn && !ch->closed) {
+      /* the sends behind it fail before on_close, then the stream ends
+       * with what was sent and no last chunk */
+      lua_settop(L, top);
+      stream_drain(L, ch, uidx, 1);
       ch->by_server = 1;
-      rl__conn_shutdown(ch->conn); /* what was sent, then no last chunk */
+      if (ch->conn)
+        rl__conn_shutdown(ch->conn);
+      return;
     }
   }
   lua_settop(L, top);
-  stream_drain(L, ch, uidx);
+  stream_drain(L, ch, uidx, 0);
 }
 
 static void src_done(rl_task *task, lua_State *co, int status, int nres) {
@@ -927,8 +946,37 @@ static void src_done(rl_task *task, lua_State *co, int status, int nres) {
   lua_settop(L, uidx - 1);
 }
 
+/* One piece of the file being sent, or its end. */
+static void stream_file(lua_State *L, rl_channel *ch, int uidx) {
+  lua_getiuservalue(L, uidx, CH_STREAM);
+  lua_getfield(L, -1, "src");
+  luaL_Stream *fs = luaL_testudata(L, -1, LUA_FILEHANDLE);
+  lua_pop(L, 2);
+  if (fs == NULL || fs->closef == NULL || fs->f == NULL) {
+    stream_end(L, ch, uidx, "send: the file was closed while being sent");
+    return;
+  }
+  char buf[RL_STREAM_PIECE];
+  size_t want = sizeof buf;
+  if (ch->src_left >= 0 && (uint64_t)ch->src_left < want)
+    want = (size_t)ch->src_left;
+  size_t n = want ? fread(buf, 1, want, fs->f) : 0;
+  if (n > 0)
+    stream_piece(ch, buf, n);
+  if (ch->src_left >= 0)
+    ch->src_left -= (int64_t)n;
+  if (ch->src_left == 0)
+    stream_end(L, ch, uidx, NULL); /* all the Content-Length promised */
+  else if (n < want)
+    stream_end(L, ch, uidx,
+               ferror(fs->f)      ? "send: cannot read the file"
+               : ch->src_left > 0 ? "send: the file shrank while being sent"
+                                  : NULL);
+}
+
 static void stream_pump(lua_State *L, rl_channel *ch, int uidx) {
   int calls = 0;
+  int was = ch->pumping; /* a replayed send may pump inside a pump */
   ch->pumping = 1;
   while (ch->streaming && ch->src_task == NULL) {
     if (ch->conn == NULL || (ch->closed && !ch->src_close)) {
@@ -937,14 +985,8 @@ static void stream_pump(lua_State *L, rl_channel *ch, int uidx) {
     }
     if (ch_buffered(ch) >= RL_STREAM_HWM)
       break; /* the write's completion pumps again */
-    if (ch->src_fp) {
-      char buf[RL_STREAM_PIECE];
-      size_t n = fread(buf, 1, sizeof buf, ch->src_fp);
-      if (n > 0)
-        stream_piece(ch, buf, n);
-      if (n < sizeof buf)
-        stream_end(L, ch, uidx,
-                   ferror(ch->src_fp) ? "send: cannot read the file" : NULL);
+    if (ch->src_file) {
+      stream_file(L, ch, uidx);
       continue;
     }
     if (++calls > RL_STREAM_CALLS) { /* tiny pieces: let the loop breathe */
@@ -956,12 +998,12 @@ static void stream_pump(lua_State *L, rl_channel *ch, int uidx) {
     lua_remove(L, -2);
     (void)rl__task_start(ch->ctx, L, uidx, 0, src_done, ch, &ch->src_task);
   }
-  ch->pumping = 0;
+  ch->pumping = was;
 }
 
 /* Start sending the file or iterator at src (the head, if any, is out). */
 static void stream_start(lua_State *L, rl_channel *ch, int src, int binary,
-                         int close, int ok_idx, int err_idx) {
+                         int close, int64_t left, int ok_idx, int err_idx) {
   luaL_Stream *fs = luaL_testudata(L, src, LUA_FILEHANDLE);
   if (lua_getiuservalue(L, 1, CH_STREAM) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -977,7 +1019,8 @@ static void stream_start(lua_State *L, rl_channel *ch, int src, int binary,
     lua_pushvalue(L, err_idx), lua_setfield(L, -2, "err");
   lua_pop(L, 1);
   ch->streaming = 1;
-  ch->src_fp = fs ? fs->f : NULL;
+  ch->src_file = fs != NULL;
+  ch->src_left = left;
   ch->src_binary = fs ? 1 : binary;
   ch->src_close = close;
   stream_pump(L, ch, 1);
@@ -1102,7 +1145,7 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
     if (luaL_testudata(L, 2, LUA_FILEHANDLE) &&
         ((luaL_Stream *)lua_touserdata(L, 2))->closef == NULL)
       return luaL_error(L, "send: the file is closed");
-    stream_start(L, ch, 2, binary, close, ok_idx, err_idx);
+    stream_start(L, ch, 2, binary, close, -1, ok_idx, err_idx);
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -1242,7 +1285,8 @@ static int ch_send(lua_State *L) {
     ch->framing = nobody ? RL_FRAME_NONE : framing;
   }
   if (src) {
-    stream_start(L, ch, bidx, 0, close, ok_idx, err_idx);
+    stream_start(L, ch, bidx, 0, close,
+                 ch->framing == RL_FRAME_LENGTH ? srclen : -1, ok_idx, err_idx);
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -1279,8 +1323,8 @@ static int ch_close(lua_State *L) {
     return 1;
   }
   if (ch->ws) {
+    ch->closed = 1; /* first: the sends waiting behind a stream fail too */
     stream_abort(L, ch, 1);
-    ch->closed = 1;
     rl__ws_close(ch->sock, (int)code, reason, n);
     lua_pushboolean(L, 1);
     return 1;
@@ -1450,6 +1494,7 @@ void rl__channel_full(lua_State *L, int idx, int close) {
   }
   if (ch->ws) {
     ch->closed = 1;
+    stream_abort(L, ch, idx);
     rl__ws_close(ch->sock, 1013, "send buffer full", 16); /* try again later */
   } else {
     ch_finish(L, ch, idx);

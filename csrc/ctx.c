@@ -169,9 +169,10 @@ static void list_unlink(rl_task **head, rl_task *t) {
   t->prev = t->next = NULL;
 }
 
-void rl__task_park(rl_task *t) {
+void rl__task_park(rl_task *t, lua_State *L) {
   rl_ctx *ctx = t->ctx;
   t->parked = 1;
+  t->wait_top = lua_gettop(L);
   t->prev = NULL;
   t->next = ctx->parked;
   if (ctx->parked)
@@ -186,21 +187,17 @@ static int wake_p(lua_State *L) {
   return 0;
 }
 
-int rl__task_unpark(rl_task *t, int *woken) {
-  rl_ctx *ctx = t->ctx;
-  int was = t->parked;
+int rl__task_resumed(rl_task *t) {
+  if (t->parked != 3)
+    return 0;
   t->parked = 0;
-  *woken = was >= 2;
-  if (was == 3)
-    return 1;
-  if (was == 1) {
-    list_unlink(&ctx->parked, t);
-  } else if (was == 2) {
-    if (t == ctx->ready_tail)
-      ctx->ready_tail = t->prev;
-    list_unlink(&ctx->ready, t);
-  }
-  return 0;
+  return 1;
+}
+
+int rl__task_repark(lua_State *L, rl_task *t, lua_KFunction k) {
+  /* drop what the hand-made resume passed; keep a wake's values */
+  lua_settop(L, t->wait_top + (t->parked == 2 ? t->nwake : 0));
+  return lua_yieldk(L, 0, (lua_KContext)t, k);
 }
 
 /* Resume ready tasks, those they wake included (a value passed along a
@@ -353,16 +350,14 @@ rl_task *rl__current_task(lua_State *L) {
   return t && t->done ? t : NULL; /* pooled tasks are not running */
 }
 
-/* Resumed: by the sleep timer (t->sleep cleared), or by hand. */
+/* Resumed: by the sleep timer (t->sleep cleared), or by hand (then it
+ * goes on sleeping: the timer resumes it). */
 static int sleep_k(lua_State *L, int status, lua_KContext k) {
   rl_task *t = (rl_task *)k;
   (void)status;
   if (t->sleep) {
-    rl_timer *tm = t->sleep->data;
-    t->sleep = NULL;
-    timer_release(L, tm);
-    return luaL_error(L, "ringlet.sleep: its task was resumed by something "
-                         "other than ringlet");
+    lua_settop(L, t->wait_top);
+    return lua_yieldk(L, 0, k, sleep_k);
   }
   return 0;
 }
@@ -378,6 +373,7 @@ int rl__l_sleep(lua_State *L) {
   rl_timer *tm = timer_new(L, ctx, (uint64_t)ms, sleep_cb);
   tm->task = t;
   t->sleep = &tm->h;
+  t->wait_top = lua_gettop(L);
   return lua_yieldk(L, 0, (lua_KContext)t, sleep_k);
 }
 

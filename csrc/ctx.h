@@ -73,6 +73,7 @@ struct rl_task {
   int parked;        /* 1: waiting for rl__task_wake; 2: woken, ready; 3: being
                         resumed by the loop */
   int nwake;         /* values rl__task_wake left on its stack */
+  int wait_top;      /* its stack's top when it parked or went to sleep */
   rl_task *prev, *next; /* ctx->parked or ctx->ready */
   rl_task *wnext;       /* the owner's list of waiters (queue.c) */
 };
@@ -90,21 +91,22 @@ rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
 /* The task running on L (a coroutine ringlet started), or NULL. */
 rl_task *rl__current_task(lua_State *L);
 
-/* Park the running task t: the caller then returns lua_yield(L, 0), and
- * t stays suspended until rl__task_wake. A parked task is the waker's to
- * track (queue.c keeps its waiters); the context frees it at lua_close. */
-void rl__task_park(rl_task *t);
+/* Park the running task t (running on L): the caller then returns
+ * lua_yieldk(L, 0, (lua_KContext)t, k), and t stays suspended until
+ * rl__task_wake. A parked task is the waker's to track (queue.c keeps its
+ * waiters); the context frees it at lua_close. */
+void rl__task_park(rl_task *t, lua_State *L);
 /* Resume the parked task t soon, from the loop (never inside this call),
  * with the nargs values on top of L (popped) as the results of its yield.
  * Tasks resume in the order they were woken. Must run inside a protected
  * call (it may raise on memory). */
 void rl__task_wake(rl_task *t, lua_State *L, int nargs);
-/* From the parker's continuation, first thing after the yield: 1 when the
- * loop resumed t as rl__task_wake asked, 0 when something else resumed it
- * (coroutine.resume by hand): t is then no longer parked nor ready, and
- * the parker forgets it (unless rl__task_wake was already called: *woken
- * tells) and raises an error. */
-int rl__task_unpark(rl_task *t, int *woken);
+/* First thing in the parker's continuation k: 1 when the loop resumed t
+ * as rl__task_wake asked (its nwake values are on top of L); 0 when
+ * something else resumed it (coroutine.resume by hand): k then returns
+ * rl__task_repark(L, t, k), and t goes on waiting where it was. */
+int rl__task_resumed(rl_task *t);
+int rl__task_repark(lua_State *L, rl_task *t, lua_KFunction k);
 
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */

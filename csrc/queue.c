@@ -29,37 +29,14 @@ static rl_queue *check_q(lua_State *L) {
   return q;
 }
 
-static void waiter_remove(rl_task **head, rl_task **tail, rl_task *t) {
-  rl_task *prev = NULL;
-  for (rl_task *w = *head; w; prev = w, w = w->wnext) {
-    if (w != t)
-      continue;
-    if (prev)
-      prev->wnext = w->wnext;
-    else
-      *head = w->wnext;
-    if (*tail == w)
-      *tail = prev;
-    w->wnext = NULL;
-    return;
-  }
-}
-
-/* After a take's or put's yield: woken by the queue, or resumed by hand
- * (an error, and the task waits no more). */
+/* After a take's or put's yield: woken by the queue (its values are on
+ * top), or resumed by hand (it goes on waiting, still in the queue). */
 static int resumed_k(lua_State *L, int status, lua_KContext k) {
-  rl_queue *q = lua_touserdata(L, 1);
   rl_task *t = (rl_task *)k;
-  int woken;
   (void)status;
-  if (rl__task_unpark(t, &woken))
+  if (rl__task_resumed(t))
     return t->nwake;
-  if (!woken) {
-    waiter_remove(&q->takers, &q->takers_tail, t);
-    waiter_remove(&q->putters, &q->putters_tail, t);
-  }
-  return luaL_error(L, "queue: a waiting task was resumed by something "
-                       "other than ringlet");
+  return rl__task_repark(L, t, resumed_k);
 }
 
 static void waiter_push(rl_task **head, rl_task **tail, rl_task *t) {
@@ -156,7 +133,7 @@ static int q_put(lua_State *L) {
   rl_task *t = waiting_task(L, "put", "offer");
   append(L, q, 2);
   waiter_push(&q->putters, &q->putters_tail, t);
-  rl__task_park(t);
+  rl__task_park(t, L);
   return lua_yieldk(L, 0, (lua_KContext)t, resumed_k); /* woken with true */
 }
 
@@ -187,7 +164,7 @@ static int q_take(lua_State *L) {
   }
   rl_task *t = waiting_task(L, "take", "poll");
   waiter_push(&q->takers, &q->takers_tail, t);
-  rl__task_park(t);
+  rl__task_park(t, L);
   return lua_yieldk(L, 0, (lua_KContext)t, resumed_k); /* a value, or nil */
 }
 

@@ -2199,4 +2199,138 @@ end
       end)
     end)
   end)
+  describe("streamed sends, edge cases a review found", function()
+    it("a file the user closes while it is sent is never read again: "
+      .. "the send fails and the stream is cut", function()
+      local srv = serve([[
+routes["/closed"] = function(req)
+  return ringlet.as_channel(req, {
+    on_open = function(ch)
+      do
+        local f <close> = fixture("big")
+        ch:send(f, { on_error = function(e) record("send error", short(e)) end })
+      end
+      local other = fixture("1m") -- may take the freed FILE's place
+      ringlet.timer(1000, function() other:close() end)
+    end,
+  })
+end
+]])
+      local out, code = helper.curl(url(srv, "/closed"))
+      assert.equal(18, code)
+      assert.is_true(#out <= STALL_MAX, #out .. " bytes")
+      assert(fixture_bytes.big:sub(1, #out) == out, "bytes of another file")
+      assert.same({ "send error send: the file was closed while being sent" },
+        helper.wait_events(srv, "send error send: the file was closed while "
+          .. "being sent"))
+      clean_stop(srv)
+    end)
+
+    it("a file that grows under Content-Length sends only what the head "
+      .. "promised, and the connection serves its next request", function()
+      local srv = serve([[
+routes["/grows"] = function(req)
+  local p = os.tmpname()
+  local w = assert(io.open(p, "wb")) w:write(("a"):rep(200000)) w:close()
+  return ringlet.as_channel(req, {
+    on_open = function(ch)
+      ch:send(assert(io.open(p, "rb")), { close = true })
+      local a = assert(io.open(p, "ab")) a:write("EXTRA") a:close()
+      ringlet.timer(2000, function() os.remove(p) end)
+    end,
+  })
+end
+]])
+      local out, code = helper.curl("-w", "|%{num_connects}",
+        url(srv, "/grows"), url(srv, "/plain"))
+      assert.equal(0, code)
+      assert.equal(("a"):rep(200000) .. "|1plain|0", out)
+      clean_stop(srv)
+    end)
+
+    it("300 sends waiting behind a stream all go, in order (no recursion "
+      .. "on the C stack)", function()
+      local srv = serve([[
+routes["/many"] = function(req)
+  return ringlet.as_channel(req, {
+    on_open = function(ch)
+      local first = true
+      ch:send(function()
+        if first then first = false ringlet.sleep(50) return "start\n" end
+      end)
+      for i = 1, 300 do
+        local done = false
+        ch:send(function()
+          if done then return nil end
+          done = true
+          return i .. "\n"
+        end)
+      end
+      ch:send("end\n", { close = true })
+    end,
+  })
+end
+]])
+      local out, code = helper.curl(url(srv, "/many"))
+      assert.equal(0, code)
+      local want = { "start" }
+      for i = 1, 300 do want[#want + 1] = tostring(i) end
+      want[#want + 1] = "end"
+      assert.equal(table.concat(want, "\n") .. "\n", out)
+      clean_stop(srv)
+    end)
+
+    local CLOSE_MIDWAY = [[
+routes["/midway"] = function(req)
+  return ringlet.as_channel(req, {
+    on_open = function(ch)
+      local n = 0
+      ch:send(function()
+        n = n + 1
+        if n > 5 then return nil end
+        ringlet.sleep(60)
+        if n == 2 and req.query_string == "raise" then error("boom") end
+        return "piece" .. n
+      end, { on_error = function(e) record("stream error", short(e)) end })
+      ch:send("after", {
+        on_success = function() record("after sent") end,
+        on_error = function(e) record("after error", short(e)) end,
+      })
+      if req.query_string == "close" then
+        ringlet.timer(150, function() ch:close() end)
+      end
+    end,
+    on_close = function() record("close") end,
+  })
+end
+]]
+
+    it_ws("ch:close() on a WebSocket during a stream fails the sends "
+      .. "waiting behind it too: nothing after the close goes out", function()
+      local srv = serve(CLOSE_MIDWAY)
+      local rec = helper.ws_session(srv.port, "/midway?close",
+        [[ [{"wait": 600}] ]])
+      for _, e in ipairs(rec.events) do
+        assert.is_nil(e.type == "message" and e.data == "after" or nil,
+          "'after' went out after the close")
+      end
+      local log = helper.wait_events(srv, "close")
+      assert.same(sorted({ "stream error channel closed before the message "
+        .. "was sent", "after error channel closed before the message was "
+        .. "sent", "close" }), sorted(log))
+      clean_stop(srv)
+    end)
+
+    it("an HTTP stream that fails tells the sends waiting behind it before "
+      .. "on_close", function()
+      local srv = serve(CLOSE_MIDWAY)
+      local _, code = helper.curl(url(srv, "/midway?raise"))
+      assert.equal(18, code)
+      local log = helper.wait_events(srv, "close")
+      assert.same({ "stream error boom",
+        "after error channel closed before the message was sent", "close" },
+        log)
+      clean_stop(srv)
+    end)
+  end)
 end)

@@ -243,6 +243,29 @@ end)
     assert.same({ "after put", "pcall true v" }, lines_of(out))
   end)
 
+  it("a waiting task resumed by hand goes on waiting, and gets the real "
+    .. "value later (a sleep too)", function()
+    local out = run(PRELUDE .. [[
+local q = ringlet.queue()
+local taker, sleeper
+task(function()
+  taker = coroutine.running()
+  show("took", q:take())
+end)
+task(function()
+  sleeper = coroutine.running()
+  ringlet.sleep(30)
+  show("slept")
+end)
+ringlet.timer(5, function()
+  show("resume", coroutine.resume(taker, "forged"), coroutine.resume(sleeper, 1))
+  ringlet.timer(10, function() show("put", q:put("real")) end)
+end)
+]])
+    assert.same({ "resume true true", "put true", "took real", "slept" },
+      lines_of(out))
+  end)
+
   it("lets the loop serve others while two tasks pass values for ever",
     function()
       local out = run(PRELUDE .. [[
