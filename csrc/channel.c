@@ -695,64 +695,26 @@ int rl__channel_new(lua_State *L, rl_http *h) {
 /* ---- methods
  * --------------------------------------------------------------------- */
 
-/* The bytes of a message (string, array of strings, file, iterator),
- * pushed as one string. */
+/* The bytes of a message sent whole (nil, a string, an array of strings;
+ * files and iterators are streamed), pushed as one string. */
 static void gather(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
-  luaL_Buffer b;
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL:
+  if (lua_isnil(L, idx)) {
     lua_pushliteral(L, "");
     return;
-  case LUA_TSTRING:
+  }
+  if (lua_type(L, idx) != LUA_TTABLE) { /* a string */
     lua_pushvalue(L, idx);
     return;
-  case LUA_TTABLE: {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-    luaL_buffinit(L, &b);
-    for (lua_Integer i = 1; i <= n; i++) {
-      if (lua_rawgeti(L, idx, i) != LUA_TSTRING)
-        luaL_error(L, "send: a message array may hold only strings");
-      luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
-    return;
   }
-  case LUA_TFUNCTION:
-    luaL_buffinit(L, &b);
-    for (;;) {
-      lua_pushvalue(L, idx);
-      lua_call(L, 0, 1);
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        break;
-      }
-      if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "send: an iterator must return strings, then nil");
-      luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
-    return;
-  case LUA_TUSERDATA:
-    if (luaL_testudata(L, idx, LUA_FILEHANDLE)) {
-      lua_getfield(L, idx, "read");
-      lua_pushvalue(L, idx);
-      lua_pushliteral(L, "a");
-      lua_call(L, 2, 1);
-      if (!lua_isstring(L, -1))
-        luaL_error(L, "send: cannot read the file");
-      lua_getfield(L, idx, "close");
-      lua_pushvalue(L, idx);
-      lua_call(L, 1, 0);
-      return;
-    }
-    /* fall through */
-  default:
-    luaL_error(L,
-               "send: a message must be a string, an array of strings, "
-               "a file or an iterator function (got %s)",
-               luaL_typename(L, idx));
+  luaL_Buffer b;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  luaL_buffinit(L, &b);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i); /* a string: check_message saw to it */
+    luaL_addvalue(&b);
   }
+  luaL_pushresult(&b);
 }
 
 /* headers: base (pending response) with over's entries replacing them,
@@ -1041,8 +1003,8 @@ static void stream_defer(lua_State *L, rl_channel *ch) {
   lua_pop(L, 1);
 }
 
-/* A message ch_send could send (at 2), checked before it waits its turn:
- * the same errors as sending it now would raise. */
+/* The message at 2 is one ch_send can send on this channel, or a clear
+ * error: checked once, before it is sent or waits its turn. */
 static void check_message(lua_State *L, rl_channel *ch, int is_map) {
   int idx = 2;
   if (is_map && ch->ws)
@@ -1114,20 +1076,11 @@ static int ws_queue(lua_State *L, rl_ws *ws, int idx, int binary) {
  * array (each item a message), file (streamed: each piece of up to 16 KiB
  * a binary message), iterator (streamed: each string it returns a
  * message). */
-static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
-                   int close, int ok_idx, int err_idx) {
+static int ws_send(lua_State *L, rl_channel *ch, int binary, int close,
+                   int ok_idx, int err_idx) {
   rl_conn *c = ch->conn;
   rl_ws *ws = ch->sock;
-  if (is_map)
-    return luaL_error(L, "send: a response table ({status=, headers=, "
-                         "body=}) cannot be sent on a WebSocket");
   int t = lua_type(L, 2);
-  if (t != LUA_TSTRING && t != LUA_TTABLE && t != LUA_TFUNCTION &&
-      !luaL_testudata(L, 2, LUA_FILEHANDLE))
-    return luaL_error(L,
-                      "send: a message must be a string, an array of "
-                      "strings, a file or an iterator function (got %s)",
-                      luaL_typename(L, 2));
   if (rl__channel_is_full(ch))
     return send_full(L, ch, err_idx);
   int r = 0;
@@ -1136,15 +1089,11 @@ static int ws_send(lua_State *L, rl_channel *ch, int is_map, int binary,
   } else if (t == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
     for (lua_Integer i = 1; i <= n && r == 0; i++) {
-      if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
-        return luaL_error(L, "send: a message array may hold only strings");
+      lua_rawgeti(L, 2, i); /* a string: check_message saw to it */
       r = ws_queue(L, ws, -1, binary);
       lua_pop(L, 1);
     }
   } else {
-    if (luaL_testudata(L, 2, LUA_FILEHANDLE) &&
-        ((luaL_Stream *)lua_touserdata(L, 2))->closef == NULL)
-      return luaL_error(L, "send: the file is closed");
     stream_start(L, ch, 2, binary, close, -1, ok_idx, err_idx);
     lua_pushboolean(L, 1);
     return 1;
@@ -1210,18 +1159,14 @@ static int ch_send(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
+  check_message(L, ch, is_map); /* raises now, even for a send that waits */
   if (ch->streaming || (ch->pend_head < ch->pend_tail && !ch->replaying)) {
-    check_message(L, ch, is_map); /* bad ones raise now, not in turn */
-    stream_defer(L, ch);          /* after the stream, in order */
+    stream_defer(L, ch); /* after the stream, in order */
     lua_pushboolean(L, 1);
     return 1;
   }
   if (ch->ws)
-    return ws_send(L, ch, is_map, binary, close, ok_idx, err_idx);
-  if (is_map && ch->head_sent)
-    return luaL_error(L, "send: a response table ({status=, headers=, "
-                         "body=}) is allowed only on the first send to an "
-                         "HTTP stream");
+    return ws_send(L, ch, binary, close, ok_idx, err_idx);
   if (rl__channel_is_full(ch))
     return send_full(L, ch, err_idx);
   /* 6: status, 7: merged headers, 8: data */
@@ -1254,8 +1199,6 @@ static int ch_send(lua_State *L) {
   if (src) {
     luaL_Stream *fs = luaL_testudata(L, bidx, LUA_FILEHANDLE);
     struct stat st;
-    if (fs && (fs->closef == NULL || fs->f == NULL))
-      return luaL_error(L, "send: the file is closed");
     if (fs && fstat(fileno(fs->f), &st) == 0 && S_ISREG(st.st_mode)) {
       off_t pos = ftello(fs->f);
       srclen = st.st_size > pos ? (int64_t)(st.st_size - pos) : 0;

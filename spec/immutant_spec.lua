@@ -803,10 +803,10 @@ end
         local srv = serve(TYPES)
         local rec = helper.ws_session(srv.port, "/types")
         local f = fixture_bytes["16k1"]
-        -- the items of { "ok", 3 } before the bad one have gone, as with
-        -- Immutant's ISeq, item by item
+        -- { "ok", 3 } is refused whole, before any item goes, on both
+        -- transports (every message is checked before it is sent)
         assert.same({ "T:s", "T:a1", "T:a2", "B#" .. PIECE,
-          "B:" .. hex(f:sub(-1)), "T:i1", "T:i2", "T:ok", "T:end" },
+          "B:" .. hex(f:sub(-1)), "T:i1", "T:i2", "T:end" },
           messages(rec))
         assert.equal(1000, rec.close_code)
         local log = helper.events(srv)
@@ -2245,6 +2245,31 @@ end
         url(srv, "/grows"), url(srv, "/plain"))
       assert.equal(0, code)
       assert.equal(("a"):rep(200000) .. "|1plain|0", out)
+      clean_stop(srv)
+    end)
+
+    it("a file that shrinks under Content-Length fails the send and cuts "
+      .. "the response short (curl: partial transfer)", function()
+      local srv = serve([[
+routes["/shrinks"] = function(req)
+  local p = os.tmpname()
+  local w = assert(io.open(p, "wb")) w:write(("a"):rep(1000000)) w:close()
+  return ringlet.as_channel(req, {
+    on_open = function(ch)
+      ch:send(assert(io.open(p, "rb")), { close = true,
+        on_error = function(e) record("send error", short(e)) end })
+      assert(io.open(p, "wb")):close() -- truncated to nothing
+      ringlet.timer(2000, function() os.remove(p) end)
+    end,
+  })
+end
+]])
+      local out, code = helper.curl(url(srv, "/shrinks"))
+      assert.equal(18, code)
+      assert.is_true(#out < 1000000 and #out <= STALL_MAX, #out .. " bytes")
+      assert.same({ "send error send: the file shrank while being sent" },
+        helper.wait_events(srv, "send error send: the file shrank while "
+          .. "being sent"))
       clean_stop(srv)
     end)
 
