@@ -1,12 +1,13 @@
 /* The Lua module (require "ringlet") and the public C API of ringlet.h:
  * the top of the core.
  *
- * Owns: the module table. May call: server.h, channel.h, ctx.h (and what
- * they include). */
+ * Owns: the module table. May call: server.h, channel.h, ctx.h, fs.h (and
+ * what they include). */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs.h"
 #include "group.h"
 #include "queue.h"
 #include "ringlet.h"
@@ -49,6 +50,8 @@ int luaopen_ringlet(lua_State *L) {
                                    {"group", rl__l_group},
                                    {"groups", rl__l_groups},
                                    {"queue", rl__l_queue},
+                                   {"stat", rl__l_stat},
+                                   {"realpath", rl__l_realpath},
                                    {NULL, NULL}};
   luaL_checkversion(L);
   /* Writing to a connection its peer has reset fails with EPIPE, and also

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "ring.h"
@@ -437,6 +438,29 @@ static int respond_listener(rl_exchange *x, lua_State *L, int idx, int reqidx,
 /* ---- a handler's response
  * ---------------------------------------------------- */
 
+/* The Content-Length a handler gave with a regular file as its body: that
+ * many bytes from the file's position are sent (a 206 answer seeks and sets
+ * it), if no more than the file holds there. -1 when absent or not a plain
+ * decimal number. */
+static int64_t user_length(lua_State *L, int hidx) {
+  int64_t n = -1;
+  lua_pushnil(L);
+  while (lua_next(L, hidx)) {
+    size_t nl, vl;
+    const char *name, *v;
+    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
+        (name = lua_tolstring(L, -2, &nl), nl == 14) &&
+        strcasecmp(name, "content-length") == 0) {
+      v = lua_tolstring(L, -1, &vl);
+      n = vl > 0 && vl <= 18 ? 0 : -1;
+      for (size_t i = 0; n >= 0 && i < vl; i++)
+        n = v[i] >= '0' && v[i] <= '9' ? n * 10 + (v[i] - '0') : -1;
+    }
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
 int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
                 const char **err) {
   rl_http *h = &x->http;
@@ -556,6 +580,9 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
         off_t pos = ftello(fs->f);
         b->off = pos < 0 ? 0 : pos;
         b->left = st.st_size > b->off ? st.st_size - b->off : 0;
+        int64_t want = hidx ? user_length(L, hidx) : -1;
+        if (want >= 0 && want < b->left)
+          b->left = want; /* a part of the file: a Range answer */
       }
     } else {
       b->kind = 2;
