@@ -1,11 +1,13 @@
-/* ringlet app.lua [--port N] [--ip A]
+/* ringlet app.lua [--port N] [--ip A] [--threads N] [--access-log FILE]
  *
  * Runs an app file. The file returns a handler function, or a table
  * {handler = fn, options = {...}}, or nothing (it started its own servers).
  * SIGINT and SIGTERM stop the servers gracefully.
  *
  * A host of its own, outside the core: it calls only the public API of
- * ringlet.h (built against libringlet.so), as examples/host.c does. */
+ * ringlet.h, as examples/host.c does (the core's objects are linked in,
+ * so an installed CLI needs no libringlet.so to be found). */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -22,8 +24,29 @@ static uv_signal_t sigint, sigterm;
 static uv_timer_t force;
 static lua_State *gL;
 
-static void usage(void) {
-  fprintf(stderr, "usage: ringlet app.lua [--port N] [--ip ADDRESS]\n");
+static const char help[] =
+    "usage: ringlet APP.lua [options]\n"
+    "\n"
+    "Serve the handler APP.lua returns (a function, or a table {handler =,\n"
+    "options =}); an app that returns nothing starts its own servers.\n"
+    "SIGINT and SIGTERM stop the servers gracefully.\n"
+    "\n"
+    "options (each also as --name=VALUE):\n"
+    "  --port N             listen on port N (default 8090; 0 picks one)\n"
+    "  --ip ADDRESS         listen on ADDRESS (default 0.0.0.0)\n"
+    "  --threads N          worker count (accepted; one worker for now)\n"
+    "  --access-log FILE    one line per request, combined log format, to\n"
+    "                       FILE (- for standard output)\n"
+    "  --help               print this help and exit\n"
+    "  --version            print the version and exit\n"
+    "\n"
+    "Options given here override the app's own options.\n";
+
+/* A usage error: one line on stderr, exit status 2. */
+static void bad_usage(const char *fmt, const char *arg) {
+  fputs("ringlet: ", stderr);
+  fprintf(stderr, fmt, arg);
+  fputs(" (ringlet --help lists the options)\n", stderr);
   exit(2);
 }
 
@@ -82,28 +105,73 @@ static void signal_cb(uv_signal_t *h, int signum) {
   uv_unref((uv_handle_t *)&force);
 }
 
+/* The value of option `name` at argv[*i]: "--name=V" or "--name V". NULL
+ * when argv[*i] is not that option. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name) {
+  size_t n = strlen(name);
+  const char *a = argv[*i];
+  if (strncmp(a, name, n) != 0)
+    return NULL;
+  if (a[n] == '=')
+    return a + n + 1;
+  if (a[n] != '\0')
+    return NULL;
+  if (*i + 1 >= argc)
+    bad_usage("%s needs a value", name);
+  return argv[++*i];
+}
+
+static long number(const char *v, const char *name, long lo, long hi) {
+  char *end;
+  long n = strtol(v, &end, 10);
+  if (*v == '\0' || *end || n < lo || n > hi) {
+    char what[64];
+    snprintf(what, sizeof what, "%s needs a number from %ld to %ld", name, lo,
+             hi);
+    bad_usage("%s", what);
+  }
+  return n;
+}
+
 int main(int argc, char **argv) {
-  const char *app = NULL, *ip = NULL;
-  long port = -1;
+  const char *app = NULL, *ip = NULL, *access_log = NULL, *v;
+  long port = -1, threads = -1;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
-      char *end;
-      port = strtol(argv[++i], &end, 10);
-      if (*end || port < 0 || port > 65535)
-        usage();
-    } else if (strcmp(argv[i], "--ip") == 0 && i + 1 < argc) {
-      ip = argv[++i];
-    } else if (strcmp(argv[i], "--version") == 0) {
-      printf("ringlet %s\n", RINGLET_VERSION);
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(help, stdout);
       return 0;
-    } else if (argv[i][0] == '-' || app) {
-      usage();
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("ringlet %s (%s, libuv %s)\n", RINGLET_VERSION, LUA_RELEASE,
+             uv_version_string());
+      return 0;
+    } else if ((v = opt_value(argc, argv, &i, "--port")) != NULL) {
+      port = number(v, "--port", 0, 65535);
+    } else if ((v = opt_value(argc, argv, &i, "--ip")) != NULL) {
+      ip = v;
+    } else if ((v = opt_value(argc, argv, &i, "--threads")) != NULL) {
+      threads = number(v, "--threads", 1, 1024);
+    } else if ((v = opt_value(argc, argv, &i, "--access-log")) != NULL) {
+      if (*v == '\0')
+        bad_usage("%s needs a file name (- for standard output)",
+                  "--access-log");
+      access_log = v;
+    } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+      bad_usage("unknown option '%s'", argv[i]);
+    } else if (app) {
+      bad_usage("one app file only, got '%s' too", argv[i]);
     } else {
       app = argv[i];
     }
   }
   if (app == NULL)
-    usage();
+    bad_usage("%s", "no app file given");
+  struct stat st;
+  errno = 0;
+  if (stat(app, &st) != 0 || !S_ISREG(st.st_mode)) {
+    fprintf(stderr, "ringlet: %s: %s\n", app,
+            errno ? strerror(errno) : "not a file");
+    return 2;
+  }
 
   lua_State *L = ringlet_newstate();
   if (L == NULL)
@@ -179,6 +247,14 @@ int main(int argc, char **argv) {
     if (port >= 0) {
       lua_pushinteger(L, port);
       lua_setfield(L, -2, "port");
+    }
+    if (threads >= 0) {
+      lua_pushinteger(L, threads);
+      lua_setfield(L, -2, "thread");
+    }
+    if (access_log) {
+      lua_pushstring(L, access_log);
+      lua_setfield(L, -2, "access_log");
     }
     if (lua_pcall(L, 2, 3, mh) != LUA_OK) {
       fprintf(stderr, "ringlet: %s\n", lua_tostring(L, -1));

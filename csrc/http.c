@@ -109,6 +109,8 @@ static int on_message_begin(llhttp_t *p) {
   h->head_done = 0;
   h->err_status = 0;
   h->websocket = 0;
+  h->resp_status = 0;
+  h->done_told = 0;
   return 0;
 }
 
@@ -531,6 +533,20 @@ static void http_continue(rl_conn *c) {
     h->cbs->on_written(h); /* the body or stream asked to go on later */
 }
 
+/* cbs->on_done, once per request that reached a response (or a parse
+ * error): see http.h. */
+static void tell_done(rl_http *h) {
+  if (h->cbs->on_done == NULL || h->done_told ||
+      (h->state != RL_HANDLING && h->state != RL_BODY &&
+       h->state != RL_STREAM && !h->in_message && !h->resp_status))
+    return;
+  h->done_told = 1;
+  uint64_t q = h->conn->queued_total;
+  h->cbs->on_done(h, h->resp_status,
+                  h->resp_status && q > h->resp_body_at ? q - h->resp_body_at
+                                                        : 0);
+}
+
 /* The server is stopping: idle connections close now, streams end now
  * (on_close fires), busy ones finish their response and close. */
 static void http_goaway(rl_conn *c) {
@@ -544,6 +560,8 @@ static void http_goaway(rl_conn *c) {
 
 static void http_close(rl_conn *c) {
   rl_http *h = c->data;
+  if (h->state != RL_UPGRADED)
+    tell_done(h); /* a response cut short, or one done as the conn closed */
   h->state = RL_CLOSING;
   if (!h->closed_up) {
     h->closed_up = 1;
@@ -608,6 +626,7 @@ void rl__http_start(rl_http *h, rl_conn *c, const rl_http_cfg *cfg,
 void rl__http_response_done(rl_http *h) {
   if (h->state == RL_CLOSING || h->state == RL_UPGRADED)
     return;
+  tell_done(h);
   h->state = RL_READING;
   if (!h->keep_alive || h->goaway || h->conn->read_eof) {
     rl__http_close(h);
@@ -635,6 +654,7 @@ int rl__http_upgrade(rl_http *h, lua_State *L, int hidx, const char *extra,
                      const char **err) {
   if (rl__http_write_head(h, L, 101, hidx, RL_FRAME_NONE, 0, extra, err))
     return -1;
+  tell_done(h); /* 101: the request's fields are freed next */
   h->state = RL_UPGRADED;
   h->keep_alive = 0;
   disarm_timer(h);

@@ -35,6 +35,12 @@ typedef struct {
   void (*on_written)(rl_http *h);
   /* The connection is closing (once): let go of what the response holds. */
   void (*on_close)(rl_http *h);
+  /* Optional (NULL: none): a request's exchange is over, once per request
+   * that got as far as a response or a parse error: answered (status, body
+   * bytes queued after the head; 101 for an upgrade), or cut short by the
+   * connection closing (status 0 when no head was written). Called before
+   * the request's fields are reused. For an access log. */
+  void (*on_done)(rl_http *h, int status, uint64_t bytes);
 } rl_http_cbs;
 
 /* One request at a time */
@@ -65,8 +71,10 @@ struct rl_http {
   rl_buf hlist; /* rl_header array */
   rl_buf body;
   const char *err_reason;
+  uint64_t resp_body_at; /* conn->queued_total after the response's head */
   void *stream;          /* RL_STREAM: the upper layer's object, for its use */
   uint16_t err_status;   /* status for an error found in a callback */
+  uint16_t resp_status;  /* of the response's head, once written */
   uint8_t state;         /* RL_READING ... */
   uint8_t field_open;    /* 0 expect a name, 1 in a name, 2 in its value */
   uint8_t in_message;    /* between message begin and message complete */
@@ -80,6 +88,7 @@ struct rl_http {
   uint8_t timer_mode;    /* http.c's TIMER_*: what the deadline is for */
   uint8_t closed_up;     /* cbs->on_close has run */
   uint8_t goaway;        /* the server is stopping: close after this one */
+  uint8_t done_told;     /* cbs->on_done has run for this request */
 };
 
 /* Speak HTTP on c (h is its ext area, zeroed): start reading. */

@@ -275,6 +275,8 @@ int rl__http_write_head(rl_http *h, lua_State *L, int status, int hidx,
   if (rl__buf_append(b, "\r\n", 2))
     goto nomem;
   rl__conn_commit(h->conn, start);
+  h->resp_status = (uint16_t)status;
+  h->resp_body_at = h->conn->queued_total;
   return 0;
 nomem:
   b->len = start;
@@ -327,5 +329,7 @@ int rl__http_write_error(rl_http *h, int status, const char *detail) {
     return -1;
   }
   rl__conn_commit(h->conn, start);
+  h->resp_status = (uint16_t)status;
+  h->resp_body_at = h->conn->queued_total - (h->head_only ? 0 : (size_t)bl);
   return 0;
 }

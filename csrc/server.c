@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "server.h"
+#include "sink.h"
 
 typedef struct {
   char ip[64];
@@ -19,6 +20,9 @@ typedef struct {
   int queue_size;
   size_t max_ws;
   rl_http_cfg http;
+  const char *access_log; /* the path given as access_log (the options
+                             table's string: valid during run_server) */
+  int log_fn;             /* access_log is a function */
 } rl_config;
 
 typedef struct rl_server rl_server;
@@ -40,6 +44,8 @@ struct rl_server {
   rl_server *next;   /* ctx->servers */
   int ud_gone;       /* the userdata was collected: free on close */
   char name[64];     /* ip used as server_name without a Host header */
+  rl_sink *log;      /* access_log = path: the file's lines */
+  int log_ref;       /* access_log = function: registry ref, or LUA_NOREF */
 };
 
 typedef struct {
@@ -143,7 +149,141 @@ static void on_close(rl_http *h) {
     rl__channel_detach(h->stream); /* on_close fires */
 }
 
-static const rl_http_cbs server_cbs = {on_request, on_written, on_close};
+/* ---- the access log ------------------------------------------------------ */
+
+/* The value of request header `name` (lower case), or NULL. */
+static const char *header(rl_http *h, const char *name, size_t nl,
+                          size_t *len) {
+  size_t n;
+  rl_header *hs = rl__http_headers(h, &n);
+  for (size_t i = 0; i < n; i++)
+    if (hs[i].name_len == nl &&
+        memcmp(h->hdrs.base + hs[i].name, name, nl) == 0) {
+      *len = hs[i].value_len;
+      return h->hdrs.base + hs[i].value;
+    }
+  return NULL;
+}
+
+/* Append p[0..n) to w escaped as nginx escapes a log field: '"', '\' and
+ * bytes outside printable ASCII become \xHH. Returns the end. */
+static char *put_escaped(char *w, const char *p, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\') {
+      *w++ = '\\';
+      *w++ = 'x';
+      *w++ = hex[ch >> 4];
+      *w++ = hex[ch & 15];
+    } else {
+      *w++ = (char)ch;
+    }
+  }
+  return w;
+}
+
+/* One line in the combined log format (Apache's and nginx's default):
+ * ADDR - - [TIME] "METHOD TARGET HTTP/1.x" STATUS BYTES "REFERER" "AGENT"
+ * A request cut short before any answer is logged with 499 (nginx's). */
+static void log_line(rl_server *s, rl_http *h, int status, uint64_t bytes) {
+  size_t rl = 0, al = 0;
+  const char *ref = header(h, "referer", 7, &rl);
+  const char *agent = header(h, "user-agent", 10, &al);
+  const char *method = llhttp_method_name((llhttp_method_t)h->parser.method);
+  size_t ml = strlen(method), ul = h->url.len;
+  if (ul == 0)
+    method = "", ml = 0;
+  /* escaping at most quadruples a field */
+  size_t need = 160 + 4 * (ml + ul + rl + al);
+  char *line = rl__sink_reserve(s->log, need);
+  if (line == NULL)
+    return;
+  char *w = line;
+  w += snprintf(w, 80, "%s - - [%s] \"", h->conn->remote,
+                rl__sink_clf_time(s->log));
+  if (ul) {
+    w = put_escaped(w, method, ml);
+    *w++ = ' ';
+    w = put_escaped(w, h->url.base, ul);
+    w += snprintf(w, 24, " HTTP/1.%d", h->http_minor);
+  } else {
+    *w++ = '-';
+  }
+  w += snprintf(w, 48, "\" %d %llu \"", status ? status : 499,
+                (unsigned long long)bytes);
+  w = ref ? put_escaped(w, ref, rl) : (*w++ = '-', w);
+  memcpy(w, "\" \"", 3);
+  w += 3;
+  w = agent ? put_escaped(w, agent, al) : (*w++ = '-', w);
+  memcpy(w, "\"\n", 2);
+  w += 2;
+  rl__sink_commit(s->log, (size_t)(w - line));
+}
+
+typedef struct {
+  rl_server *s;
+  rl_http *h;
+  int status;
+  uint64_t bytes;
+} rl_log_args;
+
+/* access_log's function, called with one entry table; its errors are
+ * logged and go no further. */
+static int log_fn_p(lua_State *L) {
+  rl_log_args *a = lua_touserdata(L, 1);
+  rl_http *h = a->h;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->s->log_ref);
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, h->conn->remote);
+  lua_setfield(L, -2, "remote_addr");
+  lua_pushinteger(L, (lua_Integer)time(NULL));
+  lua_setfield(L, -2, "time");
+  if (h->url.len) {
+    const char *u = h->url.base, *q = memchr(u, '?', h->url.len);
+    lua_pushstring(L, llhttp_method_name((llhttp_method_t)h->parser.method));
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, u, q ? (size_t)(q - u) : h->url.len);
+    lua_setfield(L, -2, "uri");
+    if (q) {
+      lua_pushlstring(L, q + 1, h->url.len - (size_t)(q - u) - 1);
+      lua_setfield(L, -2, "query_string");
+    }
+    lua_pushfstring(L, "HTTP/1.%d", h->http_minor);
+    lua_setfield(L, -2, "protocol");
+  }
+  lua_pushinteger(L, a->status ? a->status : 499);
+  lua_setfield(L, -2, "status");
+  lua_pushinteger(L, (lua_Integer)a->bytes);
+  lua_setfield(L, -2, "bytes");
+  size_t n;
+  const char *v;
+  if ((v = header(h, "referer", 7, &n)) != NULL) {
+    lua_pushlstring(L, v, n);
+    lua_setfield(L, -2, "referer");
+  }
+  if ((v = header(h, "user-agent", 10, &n)) != NULL) {
+    lua_pushlstring(L, v, n);
+    lua_setfield(L, -2, "user_agent");
+  }
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    rl__log("access_log function: %s", lua_tostring(L, -1));
+  return 0;
+}
+
+static void on_done(rl_http *h, int status, uint64_t bytes) {
+  rl_server *s = ((rl_exchange *)h)->server;
+  if (s->log) {
+    log_line(s, h, status, bytes);
+  } else if (s->log_ref != LUA_NOREF && !s->ctx->closing) {
+    rl_log_args a = {s, h, status, bytes};
+    rl__protect(s->ctx, s->ctx->L, log_fn_p, &a);
+  }
+}
+
+static const rl_http_cbs server_cbs = {on_request, on_written, on_close, NULL};
+static const rl_http_cbs logged_cbs = {on_request, on_written, on_close,
+                                       on_done};
 
 static void on_accept(rl_listener *l, rl_conn *c) {
   rl_server *s = l->data;
@@ -152,7 +292,8 @@ static void on_accept(rl_listener *l, rl_conn *c) {
   x->server = s;
   x->body.ref = LUA_NOREF;
   x->max_ws = s->cfg.max_ws;
-  rl__http_start(&x->http, c, &s->cfg.http, &server_cbs);
+  rl__http_start(&x->http, c, &s->cfg.http,
+                 s->log || s->log_ref != LUA_NOREF ? &logged_cbs : &server_cbs);
 }
 
 /* ---- as_channel ---------------------------------------------------------- */
@@ -216,6 +357,15 @@ static int stopped_p(lua_State *L) {
 static void server_closed(rl_server *s) {
   s->closed = 1;
   rl_ctx *ctx = s->ctx;
+  if (s->log) {
+    rl__sink_close(s->log); /* what is pending is written, then freed */
+    s->log = NULL;
+  }
+  if (s->log_ref != LUA_NOREF) {
+    if (!ctx->closing)
+      luaL_unref(ctx->L, LUA_REGISTRYINDEX, s->log_ref);
+    s->log_ref = LUA_NOREF;
+  }
   if (s->stopped_ref != LUA_NOREF && !ctx->closing)
     rl__protect(ctx, ctx->L, stopped_p, s);
   if (s->self_ref != LUA_NOREF) {
@@ -378,6 +528,15 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
         luaL_error(L, "run_server: option 'proxy_protocol' must be "
                       "\"disable\", \"enable\" or \"optional\"");
       cfg->http.proxy_protocol = i;
+    } else if (strcmp(k, "access_log") == 0) {
+      int t = lua_type(L, -1);
+      if (t == LUA_TFUNCTION)
+        cfg->log_fn = 1;
+      else if (t == LUA_TSTRING && lua_rawlen(L, -1) > 0)
+        cfg->access_log = lua_tostring(L, -1);
+      else if (t != LUA_TBOOLEAN || lua_toboolean(L, -1))
+        luaL_error(L, "run_server: option 'access_log' must be a file path "
+                      "(\"-\" for standard output), a function or false");
     } else {
       luaL_error(L, "run_server: unknown option '%s'", k);
     }
@@ -397,17 +556,33 @@ int rl__l_run_server(lua_State *L) {
   rl_config cfg;
   read_config(L, 2, &cfg);
   rl_ctx *ctx = rl__ctx(L);
+  rl_sink *log = NULL;
+  if (cfg.access_log) {
+    char err[300];
+    log = rl__sink_open(ctx->io.loop, cfg.access_log, err, sizeof err);
+    if (log == NULL)
+      return luaL_error(L, "run_server: option 'access_log': %s", err);
+  }
   rl__ring_open(L, ctx);
   rl_server_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->s = NULL;
   luaL_setmetatable(L, RL_SERVER_MT);
   rl_server *s = calloc(1, sizeof *s);
-  if (s == NULL)
+  if (s == NULL) {
+    if (log)
+      rl__sink_close(log);
     return luaL_error(L, "out of memory");
+  }
   u->s = s;
   s->ctx = ctx;
   s->cfg = cfg;
-  s->handler_ref = s->self_ref = s->stopped_ref = LUA_NOREF;
+  s->cfg.access_log = NULL; /* not ours to keep */
+  s->handler_ref = s->self_ref = s->stopped_ref = s->log_ref = LUA_NOREF;
+  s->log = log;
+  if (cfg.log_fn) {
+    lua_getfield(L, 2, "access_log");
+    s->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   lua_pushvalue(L, 1);
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
