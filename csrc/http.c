@@ -429,8 +429,11 @@ static void http_timeout(rl_conn *c) {
 static void dispatch(rl_http *h) {
   h->state = RL_HANDLING;
   h->cbs->on_request(h);
-  /* The request's bytes are the upper layer's now. */
-  h->url.len = h->hdrs.len = h->hlist.len = h->body.len = 0;
+  /* The request's bytes are the upper layer's now; an access log reads
+   * the request line and headers again once the exchange is over. */
+  if (h->cbs->on_done == NULL)
+    h->url.len = h->hdrs.len = h->hlist.len = 0;
+  h->body.len = 0;
   if (h->body.cap > RL_MAX_PENDING)
     rl__buf_free(&h->body);
 }
