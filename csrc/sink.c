@@ -20,7 +20,7 @@ struct rl_sink {
   uv_fs_t req;
   uv_timer_t *timer; /* own allocation: it outlives the sink until closed */
   time_t sec;
-  char clf[32];
+  char clf[64];
 };
 
 static void start_write(rl_sink *s);

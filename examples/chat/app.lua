@@ -1,8 +1,8 @@
--- A chat room on a ringlet.group: GET / serves index.html, a page that asks
--- for a name and connects to /ws?name=...; every line a member sends goes
--- to every member (the sender included) with the sender's name and the
--- time. Members see who joins and leaves and how many are here, and a
--- newcomer gets the last messages first.
+-- A chat room on a ringlet.group: GET / serves public/index.html (with its
+-- chat.css and chat.js), a page that asks for a name and connects to
+-- /ws?name=...; every line a member sends goes to every member (the sender
+-- included) with the sender's name and the time. Members see who joins and
+-- leaves and how many are here, and a newcomer gets the last messages first.
 --
 --   ringlet examples/chat/app.lua --port 8090
 --   then open http://127.0.0.1:8090/ in two browser tabs
@@ -13,10 +13,14 @@
 --   {"type":"join","name":N,"count":C}  {"type":"leave","name":N,"count":C}
 -- What a member sends is the text of one line.
 --
--- The page is read once, at startup, from the directory this file is in,
--- so the app can be started from any working directory.
+-- The page and its assets are files under public/ beside this file, served
+-- by ringlet.static (ETag, Last-Modified, 304s, ranges); only that
+-- directory is served, so this file and anything else here is not. The
+-- directory is found from this file's own path, so the app can be started
+-- from any working directory.
 
 local ringlet = require "ringlet"
+local static = require "ringlet.static"
 
 local HISTORY = 20    -- messages a newcomer gets
 local MAX_TEXT = 2000 -- bytes of one line; longer ones are cut
@@ -27,14 +31,7 @@ local MAX_NAME = 24   -- characters of a name
 local source = debug.getinfo(1, "S").source
 local dir = source:match("^@(.*)/[^/]*$") or "."
 
-local function read_page()
-  local f = assert(io.open(dir .. "/index.html", "rb"))
-  local page = assert(f:read("a"))
-  f:close()
-  return page
-end
-
-local PAGE = read_page()
+local PUBLIC = dir .. "/public"
 
 -- ---- JSON out -------------------------------------------------------------
 
@@ -136,20 +133,17 @@ local function text(status, body, headers)
   return { status = status, headers = headers, body = body }
 end
 
-return function(req)
+-- Everything but the WebSocket is a file under public/ or not found; the
+-- page revalidates on each load (max_age = 0: a 304 when it is unchanged).
+local function app(req)
   if req.uri == "/ws" then
     if req.websocket then return join(req) end
     return text(426, "/ws is the chat's WebSocket; open / instead\n",
       { upgrade = "websocket" })
-  elseif req.uri == "/" then
-    if req.request_method ~= "get" and req.request_method ~= "head" then
-      return text(405, "method not allowed\n", { allow = "GET, HEAD" })
-    end
-    return {
-      status = 200,
-      headers = { ["content-type"] = "text/html; charset=utf-8" },
-      body = PAGE,
-    }
+  elseif req.request_method ~= "get" and req.request_method ~= "head" then
+    return text(405, "method not allowed\n", { allow = "GET, HEAD" })
   end
   return text(404, "not found\n")
 end
+
+return static.wrap(app, PUBLIC, { max_age = 0 })
