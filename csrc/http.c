@@ -6,12 +6,18 @@
  * Owns: each connection's rl_http (in its ext area) and the request's
  * accumulators. May call: response.c's writer (http.h), conn.h, base.h,
  * llhttp; the layer above through its rl_http_cbs only. */
+#define _GNU_SOURCE /* O_TMPFILE, mkostemp */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "http.h"
+
+static void drop_body_file(rl_http *h);
 
 #define RL_MAX_HEADERS 128
 #define RL_MAX_HEADER_BYTES (64 * 1024)
@@ -104,6 +110,7 @@ static int fail(llhttp_t *p, int status, const char *reason) {
 static int on_message_begin(llhttp_t *p) {
   rl_http *h = p->data;
   h->url.len = h->hdrs.len = h->hlist.len = h->body.len = 0;
+  drop_body_file(h);
   h->field_open = 0;
   h->in_message = 1;
   h->head_done = 0;
@@ -282,11 +289,78 @@ static int on_headers_complete(llhttp_t *p) {
   return 0;
 }
 
+/* Write all of p to fd (a regular file: blocking, against the page cache,
+ * as nginx writes its client_body_temp files). */
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* The body outgrew cfg->body_file: what came so far, and all that follows,
+ * goes to an unnamed temporary file (gone once closed). */
+static int spill_body(rl_http *h) {
+  const char *dir = getenv("TMPDIR");
+  if (dir == NULL || *dir == '\0')
+    dir = "/tmp";
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) { /* a file system without O_TMPFILE: make one, unlink it */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ringlet-body-XXXXXX", dir);
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0)
+      return -1;
+    unlink(path);
+  }
+  if (write_all(fd, h->body.base, h->body.len) != 0) {
+    close(fd);
+    return -1;
+  }
+  h->body_fd = fd + 1;
+  return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   rl_http *h = p->data;
   if (h->body.len + n > h->cfg->max_body)
     return fail(p, 413, "request body too large");
+  if (h->body_fd == 0 && h->cfg->body_file &&
+      h->body.len + n > h->cfg->body_file && spill_body(h) != 0) {
+    rl__log("request body: cannot write a temporary file: %s", strerror(errno));
+    return fail(p, 500, "cannot store the request body");
+  }
+  if (h->body_fd) {
+    h->body.len += n; /* counted against max_body; the bytes are in the file */
+    if (write_all(h->body_fd - 1, at, n) != 0) {
+      rl__log("request body: cannot write its temporary file: %s",
+              strerror(errno));
+      return fail(p, 500, "cannot store the request body");
+    }
+    return 0;
+  }
   return rl__buf_append(&h->body, at, n) ? fail(p, 500, "out of memory") : 0;
+}
+
+static void drop_body_file(rl_http *h) {
+  if (h->body_fd) {
+    close(h->body_fd - 1);
+    h->body_fd = 0;
+  }
+}
+
+int rl__http_take_body_file(rl_http *h) {
+  int fd = h->body_fd - 1;
+  if (fd < 0 || lseek(fd, 0, SEEK_SET) != 0)
+    return -1;
+  h->body_fd = 0;
+  return fd;
 }
 
 static int on_chunk_header(llhttp_t *p) {
@@ -434,6 +508,7 @@ static void dispatch(rl_http *h) {
   if (h->cbs->on_done == NULL)
     h->url.len = h->hdrs.len = h->hlist.len = 0;
   h->body.len = 0;
+  drop_body_file(h); /* unless the layer above took it */
   if (h->body.cap > RL_MAX_PENDING)
     rl__buf_free(&h->body);
 }
@@ -573,6 +648,7 @@ static void http_close(rl_conn *c) {
 }
 
 static void free_request(rl_http *h) {
+  drop_body_file(h);
   rl__buf_free(&h->url);
   rl__buf_free(&h->hdrs);
   rl__buf_free(&h->hlist);

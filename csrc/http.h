@@ -16,6 +16,7 @@
 /* The limits a server sets (its run_server options). */
 typedef struct {
   size_t max_body;
+  size_t body_file; /* bodies over this go to a temporary file (0: never) */
   size_t max_line;
   int proxy_protocol;      /* 0 disable, 1 enable, 2 optional */
   uint64_t idle_timeout;   /* ms, 0 = none */
@@ -70,6 +71,10 @@ struct rl_http {
   rl_buf hdrs;  /* names (lower-cased) and values */
   rl_buf hlist; /* rl_header array */
   rl_buf body;
+  int body_fd; /* fd + 1 of the body's temporary file (body_file), 0: none;
+                  the layer above takes it with rl__http_take_body_file.
+                  While set, body.len counts the bytes in the file and the
+                  buffer is not used. */
   const char *err_reason;
   uint64_t resp_body_at; /* conn->queued_total after the response's head */
   void *stream;          /* RL_STREAM: the upper layer's object, for its use */
@@ -100,6 +105,11 @@ static inline rl_header *rl__http_headers(rl_http *h, size_t *n) {
   *n = h->hlist.len / sizeof(rl_header);
   return (rl_header *)h->hlist.base;
 }
+
+/* The request's body when it went to a temporary file (cfg->body_file): its
+ * descriptor, now the caller's (positioned at the body's start); -1 when
+ * the body is in h->body. */
+int rl__http_take_body_file(rl_http *h);
 
 /* The current response is complete: close, or read the next request. */
 void rl__http_response_done(rl_http *h);

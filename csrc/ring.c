@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ring.h"
 
@@ -56,6 +57,39 @@ void rl__ring_open(lua_State *L, rl_ctx *ctx) {
 /* Push K[k], an interned key; its value follows, then lua_rawset(L, -3). */
 #define HVAL(h, hd) ((h)->hdrs.base + (hd)->value)
 #define KEY(k) lua_rawgeti(L, K, (k))
+
+/* A file handle's __close for the body file: as io's own. */
+static int body_fclose(lua_State *L) {
+  luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+  int ok = fclose(p->f) == 0;
+  return luaL_fileresult(L, ok, NULL);
+}
+
+/* Push the body's temporary file as a Lua file handle (io.open's kind,
+ * Ring's InputStream), positioned at its start; it is deleted once closed
+ * (by the handler, or when collected). Without the io library's metatable
+ * (a host that did not open io), the body is read into a string. */
+static void push_body_file(lua_State *L, int fd) {
+  FILE *f = NULL;
+  if (luaL_getmetatable(L, LUA_FILEHANDLE) == LUA_TTABLE)
+    f = fdopen(fd, "r+b");
+  lua_pop(L, 1);
+  if (f == NULL) {
+    luaL_Buffer b;
+    char chunk[16384];
+    ssize_t n;
+    luaL_buffinit(L, &b);
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+      luaL_addlstring(&b, chunk, (size_t)n);
+    close(fd);
+    luaL_pushresult(&b);
+    return;
+  }
+  luaL_Stream *p = lua_newuserdatauv(L, sizeof *p, 0);
+  p->f = f;
+  p->closef = body_fclose;
+  luaL_setmetatable(L, LUA_FILEHANDLE);
+}
 
 void rl__push_request(lua_State *L, rl_exchange *x, int port,
                       const char *name) {
@@ -169,7 +203,12 @@ void rl__push_request(lua_State *L, rl_exchange *x, int port,
   }
   lua_rawset(L, -3);
 
-  if (h->body.len > 0) {
+  int fd;
+  if (h->body_fd && (fd = rl__http_take_body_file(h)) >= 0) {
+    KEY(RL_K_BODY);
+    push_body_file(L, fd);
+    lua_rawset(L, -3);
+  } else if (h->body.len > 0 && h->body_fd == 0) {
     KEY(RL_K_BODY);
     lua_pushlstring(L, h->body.base, h->body.len);
     lua_rawset(L, -3);

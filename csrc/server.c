@@ -481,6 +481,8 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
   cfg->thread = 1;                  /* thread: workers, 1 */
   cfg->queue_size = 20480;          /* queue_size: requests in flight */
   cfg->http.max_body = 8388608;     /* max_body: bytes, else 413 */
+  cfg->http.body_file = 0;          /* body_file: bodies over it go to a
+                                       temporary file; 0 = never */
   cfg->max_ws = 4194304;            /* max_ws: WebSocket message bytes */
   cfg->http.max_line = 4096;        /* max_line: request line (414), header
                                        line (431) */
@@ -510,6 +512,8 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
       cfg->queue_size = (int)opt_int(L, k, 1, 1 << 30);
     } else if (strcmp(k, "max_body") == 0) {
       cfg->http.max_body = (size_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
+    } else if (strcmp(k, "body_file") == 0) {
+      cfg->http.body_file = (size_t)opt_int(L, k, 0, (lua_Integer)1 << 40);
     } else if (strcmp(k, "max_ws") == 0) {
       cfg->max_ws = (size_t)opt_int(L, k, 1, (lua_Integer)1 << 40);
     } else if (strcmp(k, "max_line") == 0) {

@@ -12,8 +12,9 @@
 --   helper.BIN                     the CLI path in use.
 --
 --   helper.start(app)              app: Lua source of app.lua (a string), or
---                                  a table {source = string, args = {...}}
---                                  (args are extra CLI arguments).
+--                                  a table {source = string, args = {...},
+--                                  env = {NAME = value}} (args are extra
+--                                  CLI arguments, env extra variables).
 --                                  Starts `ringlet file --port 0 --ip
 --                                  127.0.0.1`, waits for its "listening"
 --                                  line and returns a server object:
@@ -234,11 +235,16 @@ local function read_file(name)
 end
 helper.read_file = read_file -- "" when it cannot be read
 
+-- source, args, and "NAME=value ..." for env(1) (app.env: a map)
 local function app_of(app)
   if type(app) == "table" then
-    return assert(app.source, "app.source missing"), app.args or {}
+    local env = {}
+    for k, v in pairs(app.env or {}) do env[#env + 1] = quote(k .. "=" .. v) end
+    table.sort(env)
+    return assert(app.source, "app.source missing"), app.args or {},
+      table.concat(env, " ")
   end
-  return app, {}
+  return app, {}, ""
 end
 
 local function join_args(args)
@@ -317,12 +323,12 @@ end
 local DEFAULT_SIGNALS = "env --default-signal"
 
 function helper.start(app)
-  local source, args = app_of(app)
+  local source, args, env = app_of(app)
   local appfile = os.tmpname()
   local errfile = os.tmpname()
   write_file(appfile, source)
-  local cmd = ("echo $$; exec timeout -k 5 120 %s %s %s --port 0 "
-    .. "--ip 127.0.0.1 %s </dev/null 2>%s"):format(DEFAULT_SIGNALS,
+  local cmd = ("echo $$; exec timeout -k 5 120 %s %s %s %s --port 0 "
+    .. "--ip 127.0.0.1 %s </dev/null 2>%s"):format(DEFAULT_SIGNALS, env,
     quote(helper.BIN),
     quote(appfile), join_args(args), quote(errfile))
   local pipe = assert(io.popen(cmd, "r"))
