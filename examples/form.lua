@@ -140,5 +140,10 @@ local function app(req)
            body = "Not found\n" }
 end
 
--- the user's handler innermost, as in Ring
-return mw.wrap_cookies(mw.wrap_params(mw.wrap_multipart_params(app)))
+-- The user's handler innermost, as in Ring. An upload over 1 MiB is
+-- written to a temporary file as it arrives (body_file), and the multipart
+-- parser reads it from there: no upload is ever held in memory whole.
+return {
+  handler = mw.wrap_cookies(mw.wrap_params(mw.wrap_multipart_params(app))),
+  options = { body_file = 1024 * 1024, max_body = 64 * 1024 * 1024 },
+}

@@ -69,6 +69,20 @@ describe("examples/form.lua", function()
       .. "starting 89504e470d0a1a0a0000000000000000", 1, true), body)
   end)
 
+  it("takes an upload larger than body_file: spooled, then parsed from "
+    .. "the file", function()
+    assert(os.execute(("head -c %d /dev/urandom > %s"):format(5 * 1024 * 1024,
+      helper.quote(work))))
+    local first = helper.read_file(work):sub(1, 16):gsub(".", function(c)
+      return ("%02x"):format(c:byte())
+    end)
+    local body, status = curl("-L", "-F", "name=Big", "-F",
+      "file=@" .. work .. ";filename=big.bin", url("/submit"))
+    assert.equal(200, status)
+    assert.truthy(body:find("Your last upload: big.bin, 5242880 bytes, "
+      .. "starting " .. first, 1, true), body)
+  end)
+
   it("follows the redirect in one go (curl -L) and forgets on request",
   function()
     local body, status = curl("-L", "-F", "name=Grace", url("/submit"))
