@@ -14,6 +14,7 @@
  *                                 buffer, write queue, flusher, backpressure,
  *                                 deadlines, close sequence
  *   listen.h  listen.c            transport: the listening socket, accept
+ *   sink.h    sink.c              a log file written from the threadpool
  *   ctx.h     ctx.c               a lua_State's context: protected calls,
  *                                 coroutine tasks, timers
  *   http.h    http.c, response.c  protocol: HTTP/1.1 requests and responses
@@ -22,6 +23,7 @@
  *   group.h   group.c             groups of channels, broadcast
  *   ring.h    ring.c              Ring: request and response tables, bodies
  *   server.h  server.c            servers: a listener, a handler, exchanges
+ *   fs.h      fs.c                ringlet.stat, ringlet.realpath
  *             lringlet.c          the Lua module, require "ringlet"
  */
 #ifndef RL_BASE_H
