@@ -14,7 +14,8 @@
 --   helper.start(app)              app: Lua source of app.lua (a string), or
 --                                  a table {source = string, args = {...},
 --                                  env = {NAME = value}} (args are extra
---                                  CLI arguments, env extra variables).
+--                                  CLI arguments, env extra variables;
+--                                  NAME = false unsets one).
 --                                  Starts `ringlet file --port 0 --ip
 --                                  127.0.0.1`, waits for its "listening"
 --                                  line and returns a server object:
@@ -239,8 +240,10 @@ helper.read_file = read_file -- "" when it cannot be read
 local function app_of(app)
   if type(app) == "table" then
     local env = {}
-    for k, v in pairs(app.env or {}) do env[#env + 1] = quote(k .. "=" .. v) end
-    table.sort(env)
+    for k, v in pairs(app.env or {}) do
+      env[#env + 1] = v == false and "-u " .. quote(k) or quote(k .. "=" .. v)
+    end
+    table.sort(env) -- the -u options first, as env(1) wants them
     return assert(app.source, "app.source missing"), app.args or {},
       table.concat(env, " ")
   end

@@ -87,22 +87,23 @@ local function check_cli(cli, prefix)
   assert.is_true(ok, ldd)
   assert.falsy(ldd:find("not found", 1, true), ldd)
   local saved = helper.BIN
-  helper.BIN = "env -u LD_LIBRARY_PATH -u LUA_PATH -u LUA_PATH_5_4 "
-    .. "-u LUA_CPATH -u LUA_CPATH_5_4 " .. cli
+  helper.BIN = cli
+  local clean = { LD_LIBRARY_PATH = false, LUA_PATH = false,
+                  LUA_PATH_5_4 = false, LUA_CPATH = false,
+                  LUA_CPATH_5_4 = false }
   local srv
   local ok2, err = pcall(function()
-    local f = assert(io.open("examples/hello.lua"))
-    srv = helper.start(f:read("a"))
-    f:close()
+    srv = helper.start({ source = helper.repo_file("examples/hello.lua"),
+                         env = clean })
     local res = helper.request(srv.port, "GET", "/")
     assert.equal(200, res.status)
     assert.equal("Hello, World!", res.body)
     assert.equal(0, srv:stop())
-    srv = helper.start([[
+    srv = helper.start({ env = clean, source = [[
 local where = package.searchpath("ringlet.middleware", package.path)
 assert(require("ringlet.middleware"))
 return function() return { body = where } end
-]])
+]] })
     local res2 = helper.request(srv.port, "GET", "/")
     assert.truthy(res2.body:find(prefix, 1, true),
       "ringlet.middleware from " .. res2.body)
