@@ -37,7 +37,7 @@ static const char help[] =
     "  --threads N          worker count (accepted; one worker for now)\n"
     "  --access-log FILE    one line per request, combined log format, to\n"
     "                       FILE (- for standard output)\n"
-    "  --help               print this help and exit\n"
+    "  --help, -h           print this help and exit\n"
     "  --version            print the version and exit\n"
     "\n"
     "Options given here override the app's own options.\n";

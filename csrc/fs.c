@@ -7,25 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <uv.h>
 
-/* nil, "path: message", "ENOENT" (luv's and io.open's style) */
+/* nil, "path: message", "ENOENT" (luv's and io.open's style; the name is
+ * libuv's for the errno) */
 static int fail(lua_State *L, const char *path, int e) {
-  static const struct {
-    int e;
-    const char *name;
-  } names[] = {{ENOENT, "ENOENT"},
-               {EACCES, "EACCES"},
-               {ENOTDIR, "ENOTDIR"},
-               {ELOOP, "ELOOP"},
-               {ENAMETOOLONG, "ENAMETOOLONG"},
-               {EIO, "EIO"}};
-  const char *name = "EIO";
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (names[i].e == e)
-      name = names[i].name;
   lua_pushnil(L);
   lua_pushfstring(L, "%s: %s", path, strerror(e));
-  lua_pushstring(L, name);
+  lua_pushstring(L, uv_err_name(-e));
   return 3;
 }
 

@@ -3,7 +3,7 @@
  * is) and plain Lua cannot ask. Blocking calls on the loop, as nginx's own
  * open and stat of a static file are: cheap against the page cache.
  *
- * Owns: nothing. May call: libc, Lua. */
+ * Owns: nothing. May call: libc, libuv (error names), Lua. */
 #ifndef RL_FS_H
 #define RL_FS_H
 

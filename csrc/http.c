@@ -323,6 +323,9 @@ static int spill_body(rl_http *h) {
     close(fd);
     return -1;
   }
+  size_t n = h->body.len; /* from now on a count of the file's bytes */
+  rl__buf_free(&h->body);
+  h->body.len = n;
   h->body_fd = fd + 1;
   return 0;
 }
@@ -357,9 +360,15 @@ static void drop_body_file(rl_http *h) {
 
 int rl__http_take_body_file(rl_http *h) {
   int fd = h->body_fd - 1;
-  if (fd < 0 || lseek(fd, 0, SEEK_SET) != 0)
+  if (fd < 0)
     return -1;
   h->body_fd = 0;
+  if (lseek(fd, 0, SEEK_SET) != 0) {
+    rl__log("request body: cannot rewind its temporary file: %s",
+            strerror(errno));
+    close(fd);
+    return -1;
+  }
   return fd;
 }
 
@@ -705,7 +714,14 @@ void rl__http_start(rl_http *h, rl_conn *c, const rl_http_cfg *cfg,
 void rl__http_response_done(rl_http *h) {
   if (h->state == RL_CLOSING || h->state == RL_UPGRADED)
     return;
-  tell_done(h);
+  if (h->cbs->on_done) {
+    tell_done(h);
+    /* what an access log read is done with: an idle connection's timer
+     * looks for an empty request line */
+    h->url.len = h->hdrs.len = h->hlist.len = 0;
+    if (h->state == RL_CLOSING || rl__conn_closing(h->conn))
+      return; /* the log's function stopped the server meanwhile */
+  }
   h->state = RL_READING;
   if (!h->keep_alive || h->goaway || h->conn->read_eof) {
     rl__http_close(h);

@@ -74,7 +74,7 @@ struct rl_http {
   int body_fd; /* fd + 1 of the body's temporary file (body_file), 0: none;
                   the layer above takes it with rl__http_take_body_file.
                   While set, body.len counts the bytes in the file and the
-                  buffer is not used. */
+                  buffer is freed (base NULL). */
   const char *err_reason;
   uint64_t resp_body_at; /* conn->queued_total after the response's head */
   void *stream;          /* RL_STREAM: the upper layer's object, for its use */
@@ -108,7 +108,8 @@ static inline rl_header *rl__http_headers(rl_http *h, size_t *n) {
 
 /* The request's body when it went to a temporary file (cfg->body_file): its
  * descriptor, now the caller's (positioned at the body's start); -1 when
- * the body is in h->body. */
+ * the body is in h->body, or when the file could not be rewound (logged;
+ * the file is closed and the request has no body). */
 int rl__http_take_body_file(rl_http *h);
 
 /* The current response is complete: close, or read the next request. */

@@ -70,25 +70,39 @@ static int body_fclose(lua_State *L) {
  * (by the handler, or when collected). Without the io library's metatable
  * (a host that did not open io), the body is read into a string. */
 static void push_body_file(lua_State *L, int fd) {
-  FILE *f = NULL;
-  if (luaL_getmetatable(L, LUA_FILEHANDLE) == LUA_TTABLE)
-    f = fdopen(fd, "r+b");
-  lua_pop(L, 1);
-  if (f == NULL) {
-    luaL_Buffer b;
-    char chunk[16384];
-    ssize_t n;
-    luaL_buffinit(L, &b);
-    while ((n = read(fd, chunk, sizeof chunk)) > 0)
-      luaL_addlstring(&b, chunk, (size_t)n);
-    close(fd);
-    luaL_pushresult(&b);
+  if (luaL_getmetatable(L, LUA_FILEHANDLE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    struct stat st;
+    char *p = NULL;
+    size_t n = 0;
+    if (fstat(fd, &st) == 0 && (p = malloc((size_t)st.st_size + 1)) != NULL) {
+      while (n < (size_t)st.st_size) {
+        ssize_t r = read(fd, p + n, (size_t)st.st_size - n);
+        if (r < 0 && errno == EINTR)
+          continue;
+        if (r <= 0)
+          break;
+        n += (size_t)r;
+      }
+    }
+    close(fd); /* before anything that may raise */
+    lua_pushlstring(L, p ? p : "", n);
+    free(p);
     return;
   }
-  luaL_Stream *p = lua_newuserdatauv(L, sizeof *p, 0);
-  p->f = f;
-  p->closef = body_fclose;
+  lua_pop(L, 1);
+  /* as io.open does: the userdata first (it may raise), then the FILE */
+  luaL_Stream *s = lua_newuserdatauv(L, sizeof *s, 0);
+  s->closef = NULL; /* a closed file until fdopen succeeds */
   luaL_setmetatable(L, LUA_FILEHANDLE);
+  s->f = fdopen(fd, "r+b");
+  if (s->f == NULL) {
+    rl__log("request body: cannot open its temporary file: %s",
+            strerror(errno));
+    close(fd);
+    return;
+  }
+  s->closef = body_fclose;
 }
 
 void rl__push_request(lua_State *L, rl_exchange *x, int port,
@@ -479,21 +493,28 @@ static int respond_listener(rl_exchange *x, lua_State *L, int idx, int reqidx,
 
 /* The Content-Length a handler gave with a regular file as its body: that
  * many bytes from the file's position are sent (a 206 answer seeks and sets
- * it), if no more than the file holds there. -1 when absent or not a plain
- * decimal number. */
+ * it), if no more than the file holds there. -1 when absent, or neither a
+ * non-negative integer nor a plain decimal string. */
 static int64_t user_length(lua_State *L, int hidx) {
   int64_t n = -1;
   lua_pushnil(L);
   while (lua_next(L, hidx)) {
     size_t nl, vl;
     const char *name, *v;
-    if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
+    int t = lua_type(L, -1);
+    if (lua_type(L, -2) == LUA_TSTRING &&
         (name = lua_tolstring(L, -2, &nl), nl == 14) &&
         strcasecmp(name, "content-length") == 0) {
-      v = lua_tolstring(L, -1, &vl);
-      n = vl > 0 && vl <= 18 ? 0 : -1;
-      for (size_t i = 0; n >= 0 && i < vl; i++)
-        n = v[i] >= '0' && v[i] <= '9' ? n * 10 + (v[i] - '0') : -1;
+      if (t == LUA_TNUMBER) { /* put_headers takes numbers too */
+        int ok;
+        lua_Integer i = lua_tointegerx(L, -1, &ok);
+        n = ok && i >= 0 ? (int64_t)i : -1;
+      } else if (t == LUA_TSTRING) {
+        v = lua_tolstring(L, -1, &vl);
+        n = vl > 0 && vl <= 18 ? 0 : -1;
+        for (size_t i = 0; n >= 0 && i < vl; i++)
+          n = v[i] >= '0' && v[i] <= '9' ? n * 10 + (v[i] - '0') : -1;
+      }
     }
     lua_pop(L, 1);
   }

@@ -195,23 +195,31 @@ static void log_line(rl_server *s, rl_http *h, int status, uint64_t bytes) {
   if (ul == 0)
     method = "", ml = 0;
   /* escaping at most quadruples a field */
-  size_t need = 160 + 4 * (ml + ul + rl + al);
+  size_t addr_len = strlen(h->conn->remote);
+  const char *time = rl__sink_clf_time(s->log);
+  size_t tl = strlen(time);
+  size_t need = 64 + tl + 4 * (addr_len + ml + ul + rl + al);
   char *line = rl__sink_reserve(s->log, need);
   if (line == NULL)
     return;
-  char *w = line;
-  w += snprintf(w, 80, "%s - - [%s] \"", h->conn->remote,
-                rl__sink_clf_time(s->log));
+  char *w = put_escaped(line, h->conn->remote, addr_len); /* a PROXY header's */
+  memcpy(w, " - - [", 6);
+  w += 6;
+  memcpy(w, time, tl);
+  w += tl;
+  memcpy(w, "] \"", 3);
+  w += 3;
   if (ul) {
     w = put_escaped(w, method, ml);
     *w++ = ' ';
     w = put_escaped(w, h->url.base, ul);
-    w += snprintf(w, 24, " HTTP/1.%d", h->http_minor);
+    w += snprintf(w, 16, " HTTP/%d.%d", h->parser.http_major % 10,
+                  h->parser.http_minor % 10);
   } else {
     *w++ = '-';
   }
-  w += snprintf(w, 48, "\" %d %llu \"", status ? status : 499,
-                (unsigned long long)bytes);
+  w += snprintf(w, 32, "\" %d %llu \"", status ? status : 499,
+                (unsigned long long)bytes); /* at most 2 + 3 + 1 + 20 + 2 */
   w = ref ? put_escaped(w, ref, rl) : (*w++ = '-', w);
   memcpy(w, "\" \"", 3);
   w += 3;
@@ -249,7 +257,8 @@ static int log_fn_p(lua_State *L) {
       lua_pushlstring(L, q + 1, h->url.len - (size_t)(q - u) - 1);
       lua_setfield(L, -2, "query_string");
     }
-    lua_pushfstring(L, "HTTP/1.%d", h->http_minor);
+    lua_pushfstring(L, "HTTP/%d.%d", h->parser.http_major % 10,
+                    h->parser.http_minor % 10);
     lua_setfield(L, -2, "protocol");
   }
   lua_pushinteger(L, a->status ? a->status : 499);
@@ -266,8 +275,12 @@ static int log_fn_p(lua_State *L) {
     lua_pushlstring(L, v, n);
     lua_setfield(L, -2, "user_agent");
   }
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
-    rl__log("access_log function: %s", lua_tostring(L, -1));
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    const char *m = lua_tostring(L, -1);
+    rl__log("access_log function: %s", m ? m
+                                         : "(an error that is not a "
+                                           "string)");
+  }
   return 0;
 }
 
@@ -563,7 +576,7 @@ int rl__l_run_server(lua_State *L) {
   rl_sink *log = NULL;
   if (cfg.access_log) {
     char err[300];
-    log = rl__sink_open(ctx->io.loop, cfg.access_log, err, sizeof err);
+    log = rl__sink_open(&ctx->io, cfg.access_log, err, sizeof err);
     if (log == NULL)
       return luaL_error(L, "run_server: option 'access_log': %s", err);
   }

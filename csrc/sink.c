@@ -6,8 +6,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* The timer, allocated apart: it outlives the sink until its close. */
+typedef struct {
+  uv_timer_t t;
+  rl_io *io;
+} rl_sink_timer;
+
 struct rl_sink {
-  uv_loop_t *loop;
+  rl_io *io;
   uv_file fd;
   int own_fd;       /* opened here (not stdout): closed with the sink */
   int writing;      /* `req` is in flight with `out` */
@@ -18,7 +24,7 @@ struct rl_sink {
   rl_buf pending;   /* lines not yet handed to a write */
   rl_buf out;       /* the lines of the write in flight */
   uv_fs_t req;
-  uv_timer_t *timer; /* own allocation: it outlives the sink until closed */
+  rl_sink_timer *timer;
   time_t sec;
   char clf[64];
 };
@@ -32,17 +38,22 @@ static void timer_cb(uv_timer_t *t) {
     start_write(s);
 }
 
-rl_sink *rl__sink_open(uv_loop_t *loop, const char *path, char *err,
-                       size_t errlen) {
+static void timer_closed(uv_handle_t *h) {
+  rl_sink_timer *t = (rl_sink_timer *)h;
+  t->io->handles--;
+  free(t);
+}
+
+rl_sink *rl__sink_open(rl_io *io, const char *path, char *err, size_t errlen) {
   rl_sink *s = calloc(1, sizeof *s);
-  uv_timer_t *t = malloc(sizeof *t);
+  rl_sink_timer *t = malloc(sizeof *t);
   if (s == NULL || t == NULL) {
     free(s);
     free(t);
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  s->loop = loop;
+  s->io = io;
   if (strcmp(path, "-") == 0) {
     s->fd = STDOUT_FILENO;
   } else {
@@ -55,9 +66,11 @@ rl_sink *rl__sink_open(uv_loop_t *loop, const char *path, char *err,
     }
     s->own_fd = 1;
   }
-  uv_timer_init(loop, t);
-  uv_unref((uv_handle_t *)t); /* a pending line never keeps the loop up */
-  t->data = s;
+  uv_timer_init(io->loop, &t->t);
+  uv_unref((uv_handle_t *)&t->t); /* a pending line never keeps a loop up */
+  t->t.data = s;
+  t->io = io;
+  io->handles++;
   s->timer = t;
   return s;
 }
@@ -79,7 +92,7 @@ void rl__sink_commit(rl_sink *s, size_t n) {
     start_write(s);
   } else if (!s->timer_armed) {
     s->timer_armed = 1;
-    uv_timer_start(s->timer, timer_cb, RL_SINK_DELAY_MS, 0);
+    uv_timer_start(&s->timer->t, timer_cb, RL_SINK_DELAY_MS, 0);
   }
 }
 
@@ -90,7 +103,7 @@ static void free_sink(rl_sink *s) {
     close(s->fd);
   rl__buf_free(&s->pending);
   rl__buf_free(&s->out);
-  uv_close((uv_handle_t *)s->timer, rl__handle_free);
+  uv_close((uv_handle_t *)&s->timer->t, timer_closed);
   free(s);
 }
 
@@ -114,6 +127,7 @@ static void write_cb(uv_fs_t *req) {
   ssize_t r = req->result;
   uv_fs_req_cleanup(req);
   s->writing = 0;
+  s->io->handles--;
   if (r < 0) {
     if (!s->failed)
       rl__log("access log: write failed: %s; no more lines are written",
@@ -145,7 +159,7 @@ static void write_cb(uv_fs_t *req) {
     start_write(s);
   } else if (s->pending.len && !s->timer_armed) {
     s->timer_armed = 1;
-    uv_timer_start(s->timer, timer_cb, RL_SINK_DELAY_MS, 0);
+    uv_timer_start(&s->timer->t, timer_cb, RL_SINK_DELAY_MS, 0);
   }
 }
 
@@ -159,17 +173,18 @@ static void start_write(rl_sink *s) {
   s->pending = t;
   s->pending.len = 0;
   if (s->timer_armed) {
-    uv_timer_stop(s->timer);
+    uv_timer_stop(&s->timer->t);
     s->timer_armed = 0;
   }
   uv_buf_t b = uv_buf_init(s->out.base, (unsigned)s->out.len);
   s->req.data = s;
-  if (uv_fs_write(s->loop, &s->req, s->fd, &b, 1, -1, write_cb) != 0) {
+  if (uv_fs_write(s->io->loop, &s->req, s->fd, &b, 1, -1, write_cb) != 0) {
     uv_fs_req_cleanup(&s->req);
     s->failed = 1;
     return;
   }
   s->writing = 1;
+  s->io->handles++; /* a closing state waits for it */
 }
 
 const char *rl__sink_clf_time(rl_sink *s) {
@@ -189,7 +204,7 @@ const char *rl__sink_clf_time(rl_sink *s) {
 
 void rl__sink_close(rl_sink *s) {
   if (s->writing) {
-    s->closing = 1; /* the write in flight keeps the loop running */
+    s->closing = 1; /* counted in io->handles: the loop runs until it ends */
     return;
   }
   write_now(s);

@@ -5,11 +5,13 @@
  * log's (server.c) only user.
  *
  * Owns: each rl_sink, its two buffers, its timer and its file descriptor
- * (not stdout's). May call: base.h, libuv. */
+ * (not stdout's). It counts its timer and a write in flight in the io's
+ * handles, so a state that closes runs the loop until they are done.
+ * May call: conn.h (rl_io's count only), base.h, libuv. */
 #ifndef RL_SINK_H
 #define RL_SINK_H
 
-#include "base.h"
+#include "conn.h"
 
 #define RL_SINK_FLUSH (64 * 1024)
 #define RL_SINK_DELAY_MS 200
@@ -21,8 +23,7 @@ typedef struct rl_sink rl_sink;
 
 /* Open path for appending ("-": standard output). NULL and *err set when it
  * cannot be opened (a static message or one made with strerror). */
-rl_sink *rl__sink_open(uv_loop_t *loop, const char *path, char *err,
-                       size_t errlen);
+rl_sink *rl__sink_open(rl_io *io, const char *path, char *err, size_t errlen);
 /* Room for n more bytes at the end of the pending lines, or NULL when the
  * line must be dropped (counted); the caller fills it and calls commit. */
 char *rl__sink_reserve(rl_sink *s, size_t n);

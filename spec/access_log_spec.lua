@@ -167,6 +167,51 @@ describe("access_log", function()
       end
     end)
 
+  it("leaves an idle keep-alive connection to close quietly", function()
+    local log = helper.marker_path()
+    local srv = helper.start(("local LOG = %q\n"):format(log) .. [[
+return { handler = function() return { body = "hi" } end,
+  options = { access_log = LOG, idle_timeout = 300 } }
+]])
+    finally(function()
+      srv:stop()
+      os.remove(log)
+    end)
+    local sock = assert(helper.connect(srv.port))
+    sock:send(helper.request_bytes("GET", "/", { Host = "x" }))
+    assert.equal("hi", helper.read_response(sock).body)
+    -- past idle_timeout the server closes, with no answer to no request
+    local rest, err, partial = sock:receive("*a")
+    sock:close()
+    assert.equal("", rest or partial, err)
+    assert.equal(0, srv:stop())
+    assert.equal(1, #lines_of(helper.read_file(log)))
+  end)
+
+  it("writes a PROXY header's address as it came, escaped, in its place",
+    function()
+      local log = helper.marker_path()
+      local srv = helper.start(("local LOG = %q\n"):format(log) .. [[
+return { handler = function() return { body = "hi" } end,
+  options = { access_log = LOG, proxy_protocol = "enable" } }
+]])
+      finally(function()
+        srv:stop()
+        os.remove(log)
+      end)
+      local addr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+      local out = helper.raw(srv.port, "PROXY TCP6 " .. addr .. " ::1 1 2\r\n"
+        .. helper.request_bytes("GET", "/p", { Host = "x",
+          Connection = "close" }))
+      assert.truthy(out:find("^HTTP/1.1 200"), out)
+      assert.equal(0, srv:stop())
+      local got = lines_of(helper.read_file(log))
+      assert.equal(1, #got)
+      local e = parse(got[1])
+      assert.same({ addr, "GET /p HTTP/1.1", 200 }, { e.addr, e.request,
+        e.status })
+    end)
+
   it("goes to standard output with access_log = \"-\" (--access-log -)",
     function()
       local srv = helper.start({ source = helper.repo_file("examples/hello.lua"),

@@ -40,6 +40,14 @@ routes["/file"] = function()
   last_file = assert(io.open(datafile, "rb"))
   return { status = 200, body = last_file }
 end
+routes["/file-part"] = function(req)
+  -- from byte 100, as many bytes as the query says (string or number)
+  local f = assert(io.open(datafile, "rb"))
+  f:seek("set", 100)
+  local n = req.query_string or "10"
+  local len = n:sub(1, 1) == "n" and tonumber(n:sub(2)) or n
+  return { status = 206, headers = { ["Content-Length"] = len }, body = f }
+end
 routes["/file-state"] = function()
   return { status = 200, body = tostring(io.type(last_file)) }
 end
@@ -424,6 +432,21 @@ describe("ringlet HTTP core", function()
       assert.equal(#data, #res.body)
       assert.is_true(res.body == data)
     end)
+
+    it("sends a file from its position, no more than a content-length the "
+      .. "handler gives (a Range answer), as a string or a number",
+      function()
+        for _, q in ipairs({ "10", "n10", "0", "n0" }) do
+          local res = get("/file-part?" .. q)
+          local n = tonumber((q:gsub("n", "")))
+          assert.same({ 206, tostring(n), data:sub(101, 100 + n) },
+            { res.status, res.headers["content-length"], res.body })
+        end
+        -- more than the file holds from there: the rest of the file
+        local res = get("/file-part?" .. (#data * 2))
+        assert.same({ tostring(#data - 100), data:sub(101) },
+          { res.headers["content-length"], res.body })
+      end)
 
     it("closes a file body after sending it", function()
       get("/file")
