@@ -82,6 +82,20 @@ typedef struct {
 } rl_date;
 
 const char *rl__date(rl_date *d);
+/* "Jan" ... "Dec" (HTTP-date's and the common log format's) */
+extern const char rl__months[12][4];
+/* n in decimal at w (at most 20 digits); returns the end */
+static inline char *rl__put_uint(char *w, uint64_t n) {
+  char d[20];
+  int k = 0;
+  do {
+    d[k++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n);
+  while (k)
+    *w++ = d[--k];
+  return w;
+}
 const char *rl__date_line(rl_date *d); /* 37 bytes */
 
 /* ---- misc (buf.c) ---------------------------------------------------------

@@ -101,18 +101,19 @@ int rl__has_token(const char *v, size_t n, const char *tok) {
   return 0;
 }
 
+const char rl__months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
 const char *rl__date(rl_date *d) {
   static const char days[][4] = {"Sun", "Mon", "Tue", "Wed",
                                  "Thu", "Fri", "Sat"};
-  static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t now = time(NULL);
   if (now != d->sec) {
     struct tm tm;
     gmtime_r(&now, &tm);
     snprintf(d->date, sizeof d->date, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
+             days[tm.tm_wday], tm.tm_mday, rl__months[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     snprintf(d->date_line, sizeof d->date_line, "Date: %s\r\n", d->date);
     d->sec = now;
   }

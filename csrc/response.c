@@ -111,20 +111,13 @@ enum { H_DATE = 1, H_CONNECTION = 2, H_CLEN = 4, H_UPGRADE = 8 };
 
 /* "Content-Length: N\r\n" */
 static int put_length(rl_buf *b, uint64_t n) {
-  char d[20];
-  int k = 0;
-  do {
-    d[k++] = (char)('0' + n % 10);
-    n /= 10;
-  } while (n);
-  if (rl__buf_reserve(b, 18 + (size_t)k))
+  if (rl__buf_reserve(b, 16 + 20 + 2))
     return UV_ENOMEM;
   char *w = b->base + b->len;
   memcpy(w, "Content-Length: ", 16);
-  for (int i = 0; i < k; i++)
-    w[16 + i] = d[k - 1 - i];
-  memcpy(w + 16 + k, "\r\n", 2);
-  b->len += 18 + (size_t)k;
+  w = rl__put_uint(w + 16, n);
+  memcpy(w, "\r\n", 2);
+  b->len = (size_t)(w + 2 - b->base);
   return 0;
 }
 

@@ -183,19 +183,6 @@ static char *put_escaped(char *w, const char *p, size_t n) {
   return w;
 }
 
-/* n in decimal at w; returns the end (at most 20 digits) */
-static char *put_uint(char *w, uint64_t n) {
-  char d[20];
-  int k = 0;
-  do {
-    d[k++] = (char)('0' + n % 10);
-    n /= 10;
-  } while (n);
-  while (k)
-    *w++ = d[--k];
-  return w;
-}
-
 /* One line in the combined log format (Apache's and nginx's default):
  * ADDR - - [TIME] "METHOD TARGET HTTP/1.x" STATUS BYTES "REFERER" "AGENT"
  * A request cut short before any answer is logged with 499 (nginx's). */
@@ -234,9 +221,9 @@ static void log_line(rl_server *s, rl_http *h, int status, uint64_t bytes) {
     *w++ = '-';
   }
   memcpy(w, "\" ", 2);
-  w = put_uint(w + 2, (uint64_t)(status ? status : 499));
+  w = rl__put_uint(w + 2, (uint64_t)(status ? status : 499));
   *w++ = ' ';
-  w = put_uint(w, bytes); /* with the quotes: at most 2 + 3 + 1 + 20 + 2 */
+  w = rl__put_uint(w, bytes); /* with the quotes: at most 2 + 3 + 1 + 20 + 2 */
   memcpy(w, " \"", 2);
   w += 2;
   w = ref ? put_escaped(w, ref, rl) : (*w++ = '-', w);

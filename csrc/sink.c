@@ -188,14 +188,12 @@ static void start_write(rl_sink *s) {
 }
 
 const char *rl__sink_clf_time(rl_sink *s) {
-  static const char months[][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   time_t now = time(NULL);
   if (now != s->sec) {
     struct tm tm;
     gmtime_r(&now, &tm);
     snprintf(s->clf, sizeof s->clf, "%02d/%s/%04d:%02d:%02d:%02d +0000",
-             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+             tm.tm_mday, rl__months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
              tm.tm_min, tm.tm_sec);
     s->sec = now;
   }
