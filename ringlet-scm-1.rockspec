@@ -46,6 +46,7 @@ build = {
     LIBDIR = "$(LIBDIR)",
     BINDIR = "$(BINDIR)",
     RINGLET_LUAROCKS = "ON",
+    RINGLET_TESTS = "OFF",
   },
 }
 -- `luarocks test` (from a checkout) runs the whole suite, as the README's

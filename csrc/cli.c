@@ -256,8 +256,11 @@ int main(int argc, char **argv) {
       lua_pushstring(L, access_log);
       lua_setfield(L, -2, "access_log");
     }
-    if (lua_pcall(L, 2, 3, mh) != LUA_OK) {
-      fprintf(stderr, "ringlet: %s\n", lua_tostring(L, -1));
+    /* run_server raises only for a bad option: its message names the
+     * option, and a traceback into the CLI would tell the user nothing */
+    if (lua_pcall(L, 2, 3, 0) != LUA_OK) {
+      fprintf(stderr, "ringlet: cannot start the server: %s\n",
+              lua_tostring(L, -1));
       ringlet_closestate(L);
       return 1;
     }

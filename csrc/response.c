@@ -43,12 +43,16 @@ const char *rl__reason(int status) {
     return "Bad Request";
   case 401:
     return "Unauthorized";
+  case 402:
+    return "Payment Required";
   case 403:
     return "Forbidden";
   case 404:
     return "Not Found";
   case 405:
     return "Method Not Allowed";
+  case 406:
+    return "Not Acceptable";
   case 408:
     return "Request Timeout";
   case 409:
@@ -57,14 +61,22 @@ const char *rl__reason(int status) {
     return "Gone";
   case 411:
     return "Length Required";
+  case 412:
+    return "Precondition Failed";
   case 413:
     return "Content Too Large";
   case 414:
     return "URI Too Long";
   case 415:
     return "Unsupported Media Type";
+  case 416:
+    return "Range Not Satisfiable";
   case 417:
     return "Expectation Failed";
+  case 421:
+    return "Misdirected Request";
+  case 422:
+    return "Unprocessable Content";
   case 426:
     return "Upgrade Required";
   case 429:

@@ -68,6 +68,17 @@ describe("the ringlet command", function()
       assert.equal("ringlet: /tmp: not a file\n", err2)
     end)
 
+  it("says in one line why a server cannot start (exit 1)", function()
+    local app = helper.ROOT .. "/examples/hello.lua"
+    local status, out, err = cmd(helper.quote(app)
+      .. " --port 0 --access-log /nonexistent/dir/x.log")
+    assert.equal(1, status)
+    assert.equal("", out)
+    assert.equal("ringlet: cannot start the server: run_server: option "
+      .. "'access_log': /nonexistent/dir/x.log: No such file or directory\n",
+      err)
+  end)
+
   it("takes --name=VALUE as well as --name VALUE, over the app's options",
     function()
       local srv = helper.start({ source = [[
