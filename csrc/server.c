@@ -517,7 +517,7 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
       luaL_error(L, "run_server: option names must be strings");
     const char *k = lua_tostring(L, -2);
     if (strcmp(k, "ip") == 0) {
-      size_t n;
+      size_t n = 0;
       const char *v =
           lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
       if (v == NULL || n >= sizeof cfg->ip)
