@@ -78,7 +78,7 @@ struct rl_channel {
 static const char *const ch_opts[] = {
     "on_open",       "on_message",   "on_close", "on_error",
     "on_pong",       "on_ping",      "on_drain", "timeout",
-    "ping_interval", "max_buffered", NULL};
+    "ping_interval", "max_buffered", "origins",  NULL};
 
 rl_channel *rl__channel_test(lua_State *L, int idx) {
   return luaL_testudata(L, idx, RL_CHANNEL_MT);
@@ -643,6 +643,10 @@ int rl__channel_new(lua_State *L, rl_http *h) {
       if (strncmp(k, "on_", 3) == 0) {
         if (!lua_isfunction(L, -1))
           return luaL_error(L, "as_channel: option '%s' must be a function", k);
+      } else if (strcmp(k, "origins") == 0) {
+        if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
+          return luaL_error(L, "as_channel: option 'origins' must be an "
+                               "array of origins or a function");
       } else {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
           return luaL_error(

@@ -197,7 +197,7 @@ static void set_unlink(rl_conn *c) {
   set->open--;
 }
 
-int rl__conn_accept(rl_conn *c, uv_stream_t *server, rl_conn_set *set) {
+int rl__conn_open(rl_conn *c, uv_os_sock_t fd, rl_conn_set *set) {
   if (set) {
     c->set = set;
     c->next = set->head;
@@ -207,8 +207,9 @@ int rl__conn_accept(rl_conn *c, uv_stream_t *server, rl_conn_set *set) {
     set->open++;
     set->alive++;
   }
-  int r = uv_accept(server, (uv_stream_t *)&c->tcp);
+  int r = uv_tcp_open(&c->tcp, fd);
   if (r != 0) {
+    close(fd);
     rl__conn_close(c);
     return r;
   }

@@ -173,9 +173,9 @@ static inline int rl__conn_closed(const rl_conn *c) {
 /* A connection with `ext` bytes of protocol state after it (c->data points
  * there, zeroed). Its handles are open; NULL when out of memory. */
 rl_conn *rl__conn_new(rl_io *io, size_t ext);
-/* Accept a pending connection of `server` into c, join `set`. Returns 0, or
- * an error after which c is closing. */
-int rl__conn_accept(rl_conn *c, uv_stream_t *server, rl_conn_set *set);
+/* Make c the connection of socket fd (an accepted one: c owns it now) and
+ * join `set`. Returns 0, or an error after which c is closing. */
+int rl__conn_open(rl_conn *c, uv_os_sock_t fd, rl_conn_set *set);
 void rl__conn_set_proto(rl_conn *c, const rl_proto *p, void *data);
 
 /* Reading. */

@@ -12,16 +12,24 @@
 typedef struct rl_listener rl_listener;
 
 struct rl_listener {
-  uv_tcp_t tcp; /* data -> listener */
+  uv_tcp_t tcp;   /* the bound socket; data -> listener */
+  uv_poll_t poll; /* its readiness: we accept, so EMFILE is ours to answer */
+  int reserve_fd; /* a descriptor kept free for EMFILE's 503s, or -1 */
   rl_io *io;
   size_t ext;        /* bytes of protocol state each connection carries */
   rl_conn_set conns; /* the connections it accepted */
-  int open_handles;  /* the listening socket, until closed */
+  int open_handles;  /* the socket and its poll, until closed */
   int closing;       /* rl__listener_close was called */
   int port;          /* bound port */
+  int max_conns;     /* past this many open connections a new one goes to
+                        on_refuse (0: no limit) */
+  int emfile;        /* out of descriptors: said once an episode */
   /* A connection was accepted (with its ext area zeroed): the owner sets
    * its protocol. */
   void (*on_accept)(rl_listener *l, rl_conn *c);
+  /* A connection accepted past max_conns (ext zeroed): the owner answers
+   * it (a 503) and closes it; NULL: it is closed at once. */
+  void (*on_refuse)(rl_listener *l, rl_conn *c);
   /* Closed, and every connection it accepted is freed. */
   void (*on_closed)(rl_listener *l);
   void *data; /* the owner's */

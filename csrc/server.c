@@ -9,6 +9,8 @@
  * listen.h, ctx.h, conn.h, base.h, Lua. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 
 #include "server.h"
 #include "sink.h"
@@ -18,11 +20,13 @@ typedef struct {
   int port;
   int thread;
   int queue_size;
+  int max_connections; /* open connections before a new one gets 503 */
   size_t max_ws;
   rl_http_cfg http;
   const char *access_log; /* the path given as access_log (the options
                              table's string: valid during run_server) */
   int log_fn;             /* access_log is a function */
+  int origins;            /* origins is given */
 } rl_config;
 
 typedef struct rl_server rl_server;
@@ -44,6 +48,7 @@ struct rl_server {
   rl_server *next;   /* ctx->servers */
   int ud_gone;       /* the userdata was collected: free on close */
   char name[64];     /* ip used as server_name without a Host header */
+  int origins_ref;   /* registry: the origins option, or LUA_NOREF */
   rl_sink *log;      /* access_log = path: the file's lines */
   int log_ref;       /* access_log = function: registry ref, or LUA_NOREF */
 };
@@ -103,11 +108,65 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   lua_pop(co, 1);
 }
 
+/* Does `origins` (at oidx: an array of origins, "*" among them for any, or
+ * a function(origin, req) returning true to allow) allow the WebSocket
+ * request at reqidx? A request with no Origin header is allowed: browsers
+ * send one with every WebSocket, so its absence is not a page of another
+ * site (a function sees origin nil and may refuse it). Origins compare
+ * without regard to case. */
+static int origin_allowed(lua_State *L, int oidx, int reqidx) {
+  int top = lua_gettop(L), ok = 0;
+  size_t ol = 0;
+  const char *origin = NULL;
+  if (lua_getfield(L, reqidx, "headers") == LUA_TTABLE &&
+      lua_getfield(L, -1, "origin") == LUA_TSTRING)
+    origin = lua_tolstring(L, -1, &ol);
+  if (lua_isfunction(L, oidx)) {
+    lua_pushvalue(L, oidx);
+    if (origin)
+      lua_pushlstring(L, origin, ol);
+    else
+      lua_pushnil(L);
+    lua_pushvalue(L, reqidx);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+      const char *m = lua_tostring(L, -1);
+      rl__log("origins function: %s (the upgrade is refused)",
+              m ? m : "(an error that is not a string)");
+    } else {
+      ok = lua_toboolean(L, -1);
+    }
+  } else if (origin == NULL) {
+    ok = 1;
+  } else {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, oidx);
+    for (lua_Integer i = 1; i <= n && !ok; i++) {
+      size_t al;
+      const char *a = lua_rawgeti(L, oidx, i) == LUA_TSTRING
+                          ? lua_tolstring(L, -1, &al)
+                          : 0;
+      ok = a && ((al == 1 && a[0] == '*') ||
+                 (al == ol && strncasecmp(a, origin, ol) == 0));
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  return ok;
+}
+
 static int dispatch_p(lua_State *L) {
   rl_exchange *x = lua_touserdata(L, 1);
   rl_server *s = x->server;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->handler_ref);
   rl__push_request(L, x, s->port, s->name);
+  if (x->http.websocket && s->origins_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->origins_ref);
+    int allowed = origin_allowed(L, lua_gettop(L), lua_gettop(L) - 1);
+    lua_pop(L, 1);
+    if (!allowed) { /* cross-site WebSocket hijacking: before the handler */
+      rl__http_error(&x->http, 403, "origin not allowed");
+      return 0;
+    }
+  }
   /* the task anchors the request while it runs, so as_channel can know it
    * by its address */
   x->req = lua_topointer(L, -1);
@@ -315,6 +374,15 @@ static void on_accept(rl_listener *l, rl_conn *c) {
                  s->log || s->log_ref != LUA_NOREF ? &logged_cbs : &server_cbs);
 }
 
+/* Past max_connections: a 503 (logged as any answer) and the connection
+ * closes gently, so the client reads why instead of hanging or a reset. */
+static void on_refuse(rl_listener *l, rl_conn *c) {
+  on_accept(l, c);
+  rl_http *h = &((rl_exchange *)c->data)->http;
+  h->keep_alive = 0;
+  rl__http_error(h, 503, "too many connections");
+}
+
 /* ---- as_channel ---------------------------------------------------------- */
 
 int rl__l_as_channel(lua_State *L) {
@@ -324,6 +392,25 @@ int rl__l_as_channel(lua_State *L) {
   rl_exchange *x = t && t->done == handler_done ? t->data : NULL;
   if (x && (x->req == NULL || x->req != lua_topointer(L, 1)))
     x = NULL; /* the handler's task anchors x->req: no other has its address */
+  if (x && x->http.websocket && lua_istable(L, 2) &&
+      lua_getfield(L, 2, "origins") != LUA_TNIL) {
+    if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
+      return luaL_error(L, "as_channel: option 'origins' must be an array "
+                           "of origins or a function");
+    if (!origin_allowed(L, lua_gettop(L), 1)) { /* a 403, no channel */
+      lua_createtable(L, 0, 3);
+      lua_pushinteger(L, 403);
+      lua_setfield(L, -2, "status");
+      lua_createtable(L, 0, 1);
+      lua_pushliteral(L, "text/plain; charset=utf-8");
+      lua_setfield(L, -2, "content-type");
+      lua_setfield(L, -2, "headers");
+      lua_pushliteral(L, "403 Forbidden: origin not allowed\n");
+      lua_setfield(L, -2, "body");
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
   return rl__channel_new(L, x ? &x->http : NULL);
 }
 
@@ -384,6 +471,11 @@ static void server_closed(rl_server *s) {
     if (!ctx->closing)
       luaL_unref(ctx->L, LUA_REGISTRYINDEX, s->log_ref);
     s->log_ref = LUA_NOREF;
+  }
+  if (s->origins_ref != LUA_NOREF) {
+    if (!ctx->closing)
+      luaL_unref(ctx->L, LUA_REGISTRYINDEX, s->origins_ref);
+    s->origins_ref = LUA_NOREF;
   }
   if (s->stopped_ref != LUA_NOREF && !ctx->closing)
     rl__protect(ctx, ctx->L, stopped_p, s);
@@ -454,6 +546,8 @@ static int server_start(rl_server *s) {
   ctx->servers = s;
   s->listener.ext = sizeof(rl_exchange);
   s->listener.on_accept = on_accept;
+  s->listener.on_refuse = on_refuse;
+  s->listener.max_conns = s->cfg.max_connections;
   s->listener.on_closed = listener_closed;
   s->listener.data = s;
   int r = rl__listen(&s->listener, &ctx->io, s->cfg.ip, s->cfg.port);
@@ -491,14 +585,28 @@ static lua_Integer opt_int(lua_State *L, const char *k, lua_Integer lo,
   return v;
 }
 
+/* max_connections' default: what the process's descriptor limit allows,
+ * less a reserve (an eighth, from 16 to 1024) for files, body files, the
+ * log and what the app opens. */
+static int default_max_connections(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+      rl.rlim_cur > (rlim_t)1 << 30)
+    return 1 << 30;
+  rlim_t reserve = rl.rlim_cur / 8;
+  reserve = reserve < 16 ? 16 : reserve > 1024 ? 1024 : reserve;
+  return rl.rlim_cur > reserve ? (int)(rl.rlim_cur - reserve) : 1;
+}
+
 /* Read run_server's options (table at idx) into cfg. Unknown names and
  * wrong types raise, naming the option. */
 static void read_config(lua_State *L, int idx, rl_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  strcpy(cfg->ip, "0.0.0.0");       /* ip: string, "0.0.0.0" */
-  cfg->port = 8090;                 /* port: 0..65535, 8090; 0 picks one */
-  cfg->thread = 1;                  /* thread: workers, 1 */
-  cfg->queue_size = 20480;          /* queue_size: requests in flight */
+  strcpy(cfg->ip, "0.0.0.0"); /* ip: string, "0.0.0.0" */
+  cfg->port = 8090;           /* port: 0..65535, 8090; 0 picks one */
+  cfg->thread = 1;            /* thread: workers, 1 */
+  cfg->queue_size = 20480;    /* queue_size: requests in flight */
+  cfg->max_connections = default_max_connections();
   cfg->http.max_body = 8388608;     /* max_body: bytes, else 413 */
   cfg->http.body_file = 0;          /* body_file: bodies over it go to a
                                        temporary file; 0 = never */
@@ -527,6 +635,8 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
       cfg->port = (int)opt_int(L, k, 0, 65535);
     } else if (strcmp(k, "thread") == 0) {
       cfg->thread = (int)opt_int(L, k, 1, 1024);
+    } else if (strcmp(k, "max_connections") == 0) {
+      cfg->max_connections = (int)opt_int(L, k, 1, 1 << 30);
     } else if (strcmp(k, "queue_size") == 0) {
       cfg->queue_size = (int)opt_int(L, k, 1, 1 << 30);
     } else if (strcmp(k, "max_body") == 0) {
@@ -551,6 +661,11 @@ static void read_config(lua_State *L, int idx, rl_config *cfg) {
         luaL_error(L, "run_server: option 'proxy_protocol' must be "
                       "\"disable\", \"enable\" or \"optional\"");
       cfg->http.proxy_protocol = i;
+    } else if (strcmp(k, "origins") == 0) {
+      if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
+        luaL_error(L, "run_server: option 'origins' must be an array of "
+                      "origins or a function");
+      cfg->origins = 1;
     } else if (strcmp(k, "access_log") == 0) {
       int t = lua_type(L, -1);
       if (t == LUA_TFUNCTION)
@@ -605,6 +720,11 @@ int rl__l_run_server(lua_State *L) {
   if (cfg.log_fn) {
     lua_getfield(L, 2, "access_log");
     s->log_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  s->origins_ref = LUA_NOREF;
+  if (cfg.origins) {
+    lua_getfield(L, 2, "origins");
+    s->origins_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_pushvalue(L, 1);
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);

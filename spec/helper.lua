@@ -13,9 +13,10 @@
 --
 --   helper.start(app)              app: Lua source of app.lua (a string), or
 --                                  a table {source = string, args = {...},
---                                  env = {NAME = value}} (args are extra
---                                  CLI arguments, env extra variables;
---                                  NAME = false unsets one).
+--                                  env = {NAME = value}, nofile = N}
+--                                  (args are extra CLI arguments, env
+--                                  extra variables, NAME = false unsets
+--                                  one; nofile: ulimit -n for it).
 --                                  Starts `ringlet file --port 0 --ip
 --                                  127.0.0.1`, waits for its "listening"
 --                                  line and returns a server object:
@@ -245,7 +246,7 @@ local function app_of(app)
     end
     table.sort(env) -- the -u options first, as env(1) wants them
     return assert(app.source, "app.source missing"), app.args or {},
-      table.concat(env, " ")
+      table.concat(env, " "), app.nofile
   end
   return app, {}, ""
 end
@@ -326,12 +327,13 @@ end
 local DEFAULT_SIGNALS = "env --default-signal"
 
 function helper.start(app)
-  local source, args, env = app_of(app)
+  local source, args, env, nofile = app_of(app)
   local appfile = os.tmpname()
   local errfile = os.tmpname()
   write_file(appfile, source)
-  local cmd = ("echo $$; exec timeout -k 5 120 %s %s %s %s --port 0 "
-    .. "--ip 127.0.0.1 %s </dev/null 2>%s"):format(DEFAULT_SIGNALS, env,
+  local cmd = ("echo $$; %sexec timeout -k 5 120 %s %s %s %s --port 0 "
+    .. "--ip 127.0.0.1 %s </dev/null 2>%s"):format(
+    nofile and ("ulimit -n %d; "):format(nofile) or "", DEFAULT_SIGNALS, env,
     quote(helper.BIN),
     quote(appfile), join_args(args), quote(errfile))
   local pipe = assert(io.popen(cmd, "r"))

@@ -1,0 +1,250 @@
+-- Limits and checks against hostile or careless clients: max_connections
+-- (503 past it), running out of descriptors (EMFILE: logged once, the
+-- server recovers), a slow-loris crowd, and the WebSocket origin check.
+local helper = require "helper"
+local socket = require "socket"
+
+local HELLO = [[
+local ringlet = require "ringlet"
+return { handler = function(req)
+  if req.websocket then
+    return ringlet.as_channel(req, {
+      on_message = function(ch, m) ch:send(m) end })
+  end
+  return { body = "served" }
+end, options = OPTIONS }
+]]
+
+local function app(options)
+  return HELLO:gsub("OPTIONS", options)
+end
+
+local function count(text, pattern)
+  local n = 0
+  for _ in text:gmatch(pattern) do n = n + 1 end
+  return n
+end
+
+-- n connections opened at once; returns them (some may be closed by the
+-- server already)
+local function open_many(port, n)
+  local socks = {}
+  for i = 1, n do
+    local s = socket.tcp()
+    s:settimeout(helper.TEST_TIMEOUT)
+    if s:connect("127.0.0.1", port) then socks[i] = s else s:close() end
+  end
+  return socks
+end
+
+local function close_all(socks)
+  for _, s in pairs(socks) do s:close() end
+end
+
+describe("max_connections", function()
+  it("answers 503 and closes past it, and serves again once below",
+    function()
+      local srv = helper.start(app("{ max_connections = 5 }"))
+      finally(function() srv:stop() end)
+      local socks = open_many(srv.port, 5)
+      socket.sleep(0.1)
+      -- the sixth and seventh: a 503 that says why, then the close
+      for _ = 1, 2 do
+        local extra = assert(helper.connect(srv.port))
+        local res = helper.read_response(extra)
+        assert.equal(503, res.status)
+        assert.truthy(res.body:find("too many connections", 1, true))
+        assert.equal("close", res.headers.connection)
+        extra:close()
+      end
+      -- the five held ones are served
+      for _, s in ipairs(socks) do
+        s:send(helper.request_bytes("GET", "/", { Host = "x" }))
+        assert.equal("served", helper.read_response(s).body)
+      end
+      close_all(socks)
+      socket.sleep(0.1)
+      assert.equal(200, helper.request(srv.port, "GET", "/").status)
+      assert.equal(0, srv:stop())
+    end)
+
+  it("defaults to the descriptor limit less a reserve", function()
+    -- ulimit -n 200: an eighth (25) is kept back, so 175 connections
+    local srv = helper.start({ source = app("nil"), nofile = 200 })
+    finally(function() srv:stop() end)
+    local socks = open_many(srv.port, 175)
+    socket.sleep(0.2)
+    local extra = assert(helper.connect(srv.port))
+    assert.equal(503, helper.read_response(extra).status)
+    extra:close()
+    local n = 0
+    for _, s in pairs(socks) do
+      s:send(helper.request_bytes("GET", "/", { Host = "x" }))
+      if helper.read_response(s).status == 200 then n = n + 1 end
+    end
+    assert.equal(175, n)
+    close_all(socks)
+    assert.equal(0, srv:stop())
+  end)
+
+  it("is an option: an integer from 1", function()
+    local ok, out = helper.run_script([[
+local ringlet = require "ringlet"
+print(pcall(ringlet.run_server, function() end, { port = 0, max_connections = 0 }))
+print(pcall(ringlet.run_server, function() end, { port = 0, max_connections = "x" }))
+]])
+    assert.is_true(ok, out)
+    assert.truthy(out:find("option 'max_connections' must be from 1"), out)
+    assert.truthy(out:find("option 'max_connections' must be an integer"),
+      out)
+  end)
+end)
+
+describe("running out of file descriptors", function()
+  it("says so once, answers 503 to what it cannot take, and recovers by "
+    .. "itself",
+    function()
+      local srv = helper.start({ source = app("{ max_connections = 100000 }"),
+        nofile = 48 })
+      finally(function() srv:stop() end)
+      for round = 1, 2 do
+        local socks = open_many(srv.port, 80)
+        socket.sleep(0.3)
+        -- every connection was served or told 503 at once: none hangs
+        local served, refused = 0, 0
+        local list = {}
+        for _, s in pairs(socks) do list[#list + 1] = s end
+        local told = socket.select(list, nil, 0.5)
+        for _, s in ipairs(list) do
+          s:settimeout(2)
+          if told[s] then
+            local res = helper.read_response(s)
+            assert.equal(503, res and res.status)
+            assert.truthy(res.body:find("out of file descriptors", 1, true))
+            refused = refused + 1
+          else
+            s:send(helper.request_bytes("GET", "/", { Host = "x" }))
+            assert.equal(200, helper.read_response(s).status)
+            served = served + 1
+          end
+        end
+        assert.truthy(served >= 20, "served " .. served)
+        assert.truthy(refused >= 1, "refused " .. refused)
+        close_all(socks)
+        socket.sleep(0.3)
+        -- descriptors are free again: served at once
+        assert.equal(200, helper.request(srv.port, "GET", "/").status)
+        local err = srv:stderr()
+        assert.equal(round, count(err, "out of file descriptors"), err)
+        assert.equal(round, count(err, "file descriptors free again"), err)
+      end
+      assert.equal(0, srv:stop())
+    end)
+end)
+
+describe("a slow-loris crowd", function()
+  helper.it_needs("ws", it, pending)("does not keep a normal client waiting, and "
+    .. "header_timeout closes it with 408", function()
+    local srv = helper.start({ nofile = 8192, source = app(
+      "{ header_timeout = 1500 }") })
+    finally(function() srv:stop() end)
+    local out, status, err = helper.node("slowloris.js", srv.port, 2000,
+      500, 3500)
+    assert.equal(0, status, err)
+    local r = helper.decode(out)
+    assert.equal(2000, r.connected)
+    -- every slow client was answered 408 and closed by the deadline
+    assert.equal(2000, r.got408)
+    assert.equal(0, r.open)
+    -- the normal client was served all along, promptly
+    assert.equal(0, r.normal_failed)
+    assert.truthy(#r.normal >= 20, #r.normal)
+    table.sort(r.normal)
+    local worst = r.normal[#r.normal]
+    assert.truthy(worst < 1000, "slowest normal answer: " .. worst .. " ms")
+    assert.equal(0, srv:stop())
+  end)
+end)
+
+describe("origins", function()
+  local function upgrade(port, origin, path)
+    local headers = { Host = "x", Upgrade = "websocket",
+      Connection = "Upgrade", ["Sec-WebSocket-Version"] = "13",
+      ["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==" }
+    if origin then headers.Origin = origin end
+    local sock = assert(helper.connect(port))
+    sock:send(helper.request_bytes("GET", path or "/", headers))
+    local res = helper.read_response(sock)
+    sock:close()
+    return res
+  end
+
+  it("refuses an upgrade from another origin with 403, before the handler",
+    function()
+      local srv = helper.start([[
+local ringlet = require "ringlet"
+local calls = 0
+return { handler = function(req)
+  calls = calls + 1
+  if req.uri == "/calls" then return { body = tostring(calls - 1) } end
+  return ringlet.as_channel(req, {})
+end, options = { origins = { "https://app.example", "HTTP://Other.Example:8443" } } }
+]])
+      finally(function() srv:stop() end)
+      assert.equal(101, upgrade(srv.port, "https://app.example").status)
+      assert.equal(101, upgrade(srv.port, "http://other.example:8443").status)
+      local res = upgrade(srv.port, "https://evil.example")
+      assert.equal(403, res.status)
+      assert.truthy(res.body:find("origin not allowed", 1, true))
+      assert.equal(403, upgrade(srv.port, "https://app.example.evil").status)
+      assert.equal(403, upgrade(srv.port, "null").status)
+      -- no Origin header: not a browser page, allowed
+      assert.equal(101, upgrade(srv.port, nil).status)
+      -- plain requests are not checked
+      local plain = helper.request(srv.port, "GET", "/calls",
+        { Origin = "https://evil.example" })
+      -- the handler ran for the three upgrades it allowed, never for a
+      -- refused one
+      assert.equal("3", plain.body)
+      assert.equal(0, srv:stop())
+    end)
+
+  it("takes a function, and a per-channel option", function()
+    local srv = helper.start([[
+local ringlet = require "ringlet"
+return { handler = function(req)
+  if req.uri == "/chan" then
+    return ringlet.as_channel(req, { origins = { "https://chan.example" },
+      on_open = function(ch) ch:send("hi") end })
+  end
+  return ringlet.as_channel(req, {})
+end, options = { origins = function(origin, req)
+  if req.uri == "/raise" then error("origins function failed") end
+  return origin == nil or origin:match("%.example$") ~= nil
+end } }
+]])
+    finally(function() srv:stop() end)
+    assert.equal(101, upgrade(srv.port, "https://a.example").status)
+    assert.equal(403, upgrade(srv.port, "https://a.evil").status)
+    assert.equal(403, upgrade(srv.port, "https://a.example", "/raise").status)
+    -- the server's check, then the channel's own
+    assert.equal(101, upgrade(srv.port, "https://chan.example", "/chan")
+      .status)
+    local res = upgrade(srv.port, "https://a.example", "/chan")
+    assert.equal(403, res.status)
+    assert.truthy(res.body:find("origin not allowed", 1, true))
+    assert.equal(0, srv:stop())
+    assert.truthy(srv:stderr():find("origins function: .*origins function "
+      .. "failed"), srv:stderr())
+  end)
+
+  it("is checked: an array or a function", function()
+    local ok, out = helper.run_script([[
+local ringlet = require "ringlet"
+print(pcall(ringlet.run_server, function() end, { port = 0, origins = "x" }))
+]])
+    assert.is_true(ok, out)
+    assert.truthy(out:find("option 'origins' must be an array of origins or "
+      .. "a function"), out)
+  end)
+end)
