@@ -19,6 +19,9 @@
 
 static void drop_body_file(rl_http *h);
 
+/* h->ck: where a chunked body's framing is (see "chunk lines" below) */
+enum { CK_NONE, CK_START, CK_SIZE, CK_DATA, CK_CRLF, CK_TRAILER };
+
 #define RL_MAX_HEADERS 128
 #define RL_MAX_HEADER_BYTES (64 * 1024)
 #define RL_MAX_PENDING (64 * 1024) /* unparsed input held while busy */
@@ -118,6 +121,7 @@ static int on_message_begin(llhttp_t *p) {
   h->websocket = 0;
   h->resp_status = 0;
   h->done_told = 0;
+  h->ck = CK_NONE;
   return 0;
 }
 
@@ -286,6 +290,12 @@ static int on_headers_complete(llhttp_t *p) {
       rl__http_write(h, cont, sizeof cont - 1);
     }
   }
+#if LLHTTP_VERSION_MAJOR < 9 /* llhttp 9 parses chunk extensions right */
+  if (p->flags & F_CHUNKED) {
+    h->ck = CK_START; /* process() reads the chunk lines first */
+    return HPE_PAUSED;
+  }
+#endif
   return 0;
 }
 
@@ -522,6 +532,138 @@ static void dispatch(rl_http *h) {
     rl__buf_free(&h->body);
 }
 
+/* ---- chunk lines ----------------------------------------------------------
+ * llhttp 8.1 (Debian 12's) refuses some chunk extensions RFC 9112 7.1.1
+ * allows (a valued one followed by another, "5;a=1;b", fixed upstream in
+ * llhttp 9: with llhttp 9 or later this is not used), and accepts some it
+ * does not ("5;a=", "5;=1"). So ringlet
+ * follows a chunked body's framing just ahead of llhttp: every chunk-size
+ * line is checked against the RFC's grammar, and its extensions (which
+ * mean nothing to ringlet) are cut out of the read buffer before llhttp
+ * sees the line, so llhttp parses "5\r\n". A line the grammar refuses is
+ * a 400 here, whatever llhttp would make of it. The data, the CRLF after
+ * it and the trailer section pass through untouched; llhttp still checks
+ * them, and both count the same sizes. */
+
+/* chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * with chunk-ext-val = token / quoted-string. 1 if e[0..n) is one. */
+static int valid_chunk_ext(const unsigned char *e, size_t n) {
+  size_t i = 0;
+#define BWS()                                                                  \
+  while (i < n && (e[i] == ' ' || e[i] == '\t'))                               \
+  i++
+  while (i < n) {
+    BWS();
+    if (i == n || e[i++] != ';')
+      return 0;
+    BWS();
+    size_t start = i;
+    while (i < n && is_tchar(e[i]))
+      i++;
+    if (i == start)
+      return 0; /* a name is a token */
+    BWS();
+    if (i < n && e[i] == '=') {
+      i++;
+      BWS();
+      if (i < n && e[i] == '"') { /* quoted-string */
+        i++;
+        for (;;) {
+          if (i == n)
+            return 0;
+          unsigned char ch = e[i++];
+          if (ch == '"')
+            break;
+          if (ch == '\\') {
+            if (i == n || (e[i] < 0x20 && e[i] != '\t') || e[i] == 0x7f)
+              return 0;
+            i++;
+          } else if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+            return 0;
+          }
+        }
+      } else {
+        start = i;
+        while (i < n && is_tchar(e[i]))
+          i++;
+        if (i == start)
+          return 0; /* a value is a token or a quoted-string */
+      }
+      BWS();
+    }
+  }
+#undef BWS
+  return 1;
+}
+
+/* How many of the unparsed bytes llhttp may have now: all, or those before
+ * a chunk-size or trailer line not yet whole. Cuts the extensions out of
+ * each whole chunk-size line on the way. -1: a chunk-size line the grammar
+ * refuses (or longer than max_line). */
+static ssize_t chunk_feed(rl_http *h) {
+  rl_conn *c = h->conn;
+  size_t at = c->in_pos;
+  while (at < c->in.len && h->ck != CK_NONE) {
+    char *b = c->in.base;
+    size_t avail = c->in.len - at;
+    if (h->ck == CK_DATA || h->ck == CK_CRLF) {
+      size_t n = avail < h->ck_left ? avail : (size_t)h->ck_left;
+      at += n;
+      h->ck_left -= n;
+      if (h->ck_left == 0 && h->ck == CK_DATA) {
+        h->ck = CK_CRLF;
+        h->ck_left = 2;
+      } else if (h->ck_left == 0) {
+        h->ck = CK_SIZE;
+      }
+      continue;
+    }
+    /* a line: CK_SIZE or CK_TRAILER */
+    char *lf = memchr(b + at, '\n', avail);
+    if (lf == NULL) {
+      if (avail > h->cfg->max_line)
+        return -1;
+      break; /* wait for the rest of the line */
+    }
+    size_t len = (size_t)(lf - (b + at)) + 1;
+    if (h->ck == CK_SIZE && len > h->cfg->max_line)
+      return -1;
+    if (h->ck == CK_TRAILER) { /* llhttp parses trailer fields */
+      at += len;
+      if (len <= 2) /* the empty line: the message ends */
+        h->ck = CK_NONE;
+      continue;
+    }
+    if (len < 3 || lf[-1] != '\r')
+      return -1; /* not "SIZE...CRLF" */
+    size_t i = 0, end = len - 2;
+    uint64_t size = 0;
+    while (i < end && i < 16 && isxdigit((unsigned char)b[at + i])) {
+      int ch = b[at + i];
+      size =
+          size * 16 + (uint64_t)(ch <= '9' ? ch - '0' : (ch | 32) - 'a' + 10);
+      i++;
+    }
+    if (i == 0 || (i < end && isxdigit((unsigned char)b[at + i])))
+      return -1;   /* no size, or more than 16 hex digits */
+    if (i < end) { /* extensions: checked, then cut out */
+      if (!valid_chunk_ext((const unsigned char *)b + at + i, end - i))
+        return -1;
+      memmove(b + at + i, b + at + end, c->in.len - (at + end));
+      c->in.len -= end - i;
+      len -= end - i;
+    }
+    at += len;
+    if (size == 0) {
+      h->ck = CK_TRAILER;
+    } else {
+      h->ck = CK_DATA;
+      h->ck_left = size;
+    }
+  }
+  return (ssize_t)(at - c->in_pos);
+}
+
 static void process(rl_http *h) {
   rl_conn *c = h->conn;
   while (h->state == RL_READING && !rl__conn_closing(c)) {
@@ -548,12 +690,34 @@ static void process(rl_http *h) {
       if (!serve_as_http11(h, avail))
         break; /* wait for the whole request line */
     }
-    llhttp_errno_t e = llhttp_execute(&h->parser, p, avail);
+    size_t feed = avail;
+    if (h->ck != CK_NONE) {
+      if (h->ck == CK_START)
+        h->ck = CK_SIZE;
+      ssize_t n = chunk_feed(h);
+      if (n < 0) {
+        h->keep_alive = 0;
+        rl__http_error(h, 400, "invalid chunk size line");
+        break;
+      }
+      avail = c->in.len - c->in_pos; /* extensions were cut out */
+      feed = (size_t)n;
+      if (feed == 0)
+        break; /* wait for the rest of a line */
+    }
+    llhttp_errno_t e = llhttp_execute(&h->parser, p, feed);
     if (e == HPE_OK) {
-      c->in_pos = c->in.len;
+      c->in_pos += feed;
       if (h->head_done && h->in_message)
         arm_timer(h, TIMER_IDLE); /* a body is arriving: not idle */
+      if (feed < avail)
+        continue; /* more after a line now whole, or wait for it */
       break;
+    }
+    if (e == HPE_PAUSED && h->ck == CK_START) { /* a chunked body begins */
+      c->in_pos += (size_t)(llhttp_get_error_pos(&h->parser) - p);
+      llhttp_resume(&h->parser);
+      continue;
     }
     if (e == HPE_PAUSED && h->msg_complete) {
       c->in_pos += (size_t)(llhttp_get_error_pos(&h->parser) - p);

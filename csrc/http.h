@@ -92,6 +92,9 @@ struct rl_http {
   uint8_t proxy_pending; /* PROXY header still expected */
   uint8_t timer_mode;    /* http.c's TIMER_*: what the deadline is for */
   uint8_t closed_up;     /* cbs->on_close has run */
+  uint8_t ck;            /* a chunked body's framing, followed ahead of
+                            llhttp (http.c's CK_*): 0 when not in one */
+  uint64_t ck_left;      /* CK_DATA: data bytes left; CK_CRLF: 2, 1 */
   uint8_t goaway;        /* the server is stopping: close after this one */
   uint8_t done_told;     /* cbs->on_done has run for this request */
 };

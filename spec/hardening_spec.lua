@@ -248,3 +248,83 @@ print(pcall(ringlet.run_server, function() end, { port = 0, origins = "x" }))
       .. "a function"), out)
   end)
 end)
+
+-- RFC 9112 7.1.1: a recipient MUST ignore unrecognized chunk extensions;
+-- chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+describe("chunk extensions", function()
+  local srv
+  lazy_setup(function()
+    srv = helper.start([[
+return function(req) return { body = "got:" .. (req.body or "") } end
+]])
+  end)
+  lazy_teardown(function() if srv then assert.equal(0, srv:stop()) end end)
+
+  local function post(ext, split)
+    local head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+      .. "Connection: close\r\n\r\n"
+    local body = "5" .. ext .. "\r\nhello\r\n3" .. ext .. "\r\nabc\r\n0" .. ext
+      .. "\r\nX-Trailer: t\r\n\r\n"
+    local sock = assert(helper.connect(srv.port))
+    if split then -- a byte at a time through the chunk lines
+      sock:send(head)
+      for i = 1, #body do
+        sock:send(body:sub(i, i))
+        if i % 7 == 0 then socket.sleep(0.001) end
+      end
+    else
+      sock:send(head .. body)
+    end
+    local res = helper.read_response(sock)
+    sock:close()
+    return res
+  end
+
+  for _, ext in ipairs({ "", ";a", ";a;b", ";a=1", ";a=1;b", ";a=1;b=2",
+    ';a="x y";b', ';a="q\\"x";b=c', ' ;a', '; a = 1', '\t;\ta\t=\t"v"',
+    ";name=value;flag", ';a=""' }) do
+    it(("accepts %q, whole and a byte at a time"):format(ext), function()
+      for _, split in ipairs({ false, true }) do
+        local res = post(ext, split)
+        assert.equal(200, res and res.status)
+        assert.equal("got:helloabc", res.body)
+      end
+    end)
+  end
+
+  for _, ext in ipairs({ ";a=", ";=1", ";", " ", ";a b", ';a="open',
+    ";a=b c", "x", ";a=\1", ";a=\"\1\"", ";a,b", ";a=b;" }) do
+    it(("refuses %q with 400, whole and a byte at a time"):format(ext),
+      function()
+        for _, split in ipairs({ false, true }) do
+          local res = post(ext, split)
+          assert.equal(400, res and res.status)
+        end
+      end)
+  end
+
+  it("refuses a chunk-size line longer than max_line, and sizes that are "
+    .. "not hex or too long", function()
+      assert.equal(400, post(";a=" .. ("v"):rep(5000)).status)
+      for _, size in ipairs({ "0x5", "+5", "-5", "5 5", "00000000000000005",
+        "" }) do
+        local sock = assert(helper.connect(srv.port))
+        sock:send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          .. "\r\n" .. size .. "\r\nhello\r\n0\r\n\r\n")
+        local res = helper.read_response(sock)
+        sock:close()
+        assert.equal(400, res and res.status, size)
+      end
+    end)
+
+  it("keeps pipelined requests after a chunked one apart", function()
+    local sock = assert(helper.connect(srv.port))
+    sock:send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. "5;a=1;b\r\nhello\r\n0;z\r\n\r\n"
+      .. helper.request_bytes("POST", "/", { Host = "x",
+        ["Content-Length"] = "3" }, "xyz"))
+    assert.equal("got:hello", helper.read_response(sock).body)
+    assert.equal("got:xyz", helper.read_response(sock).body)
+    sock:close()
+  end)
+end)
