@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: build, luacheck, LDoc, clang-format check, busted specs
-# over real sockets. Ends with "N passed, M failed"; exits non-zero on any
+# The whole test suite: build (gcc, and clang when installed), luacheck, LDoc,
+# clang-format check, busted specs over real sockets. Ends with "N passed, M failed"; exits non-zero on any
 # failure.
 #
 #   scripts/test.sh              normal build (build/)
@@ -29,6 +29,13 @@ step() { # name, command...
 step "build ($BUILD)" bash -c "cmake -S . -B $BUILD ${FLAGS[*]} >/dev/null &&
   cmake --build $BUILD -j$(nproc) 2>&1 | grep -v '^\[' ; exit \${PIPESTATUS[0]}"
 step "layers (no call or include cycle in csrc/)" lua5.4 scripts/layers.lua "$BUILD"
+if [ "$BUILD" = build ] && command -v clang >/dev/null; then
+  # the core builds warning-free under clang too (-Wall -Wextra -Werror)
+  step "build (clang)" bash -c "CC=clang cmake -S . -B build-clang \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+    cmake --build build-clang -j$(nproc) 2>&1 | grep -v '^\[' ;
+    exit \${PIPESTATUS[0]}"
+fi
 lua_dirs=()
 for d in lua spec examples bench; do [ -d "$d" ] && lua_dirs+=("$d"); done
 step "luacheck" luacheck -q "${lua_dirs[@]}"
