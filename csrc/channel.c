@@ -80,6 +80,17 @@ static const char *const ch_opts[] = {
     "on_pong",       "on_ping",      "on_drain", "timeout",
     "ping_interval", "max_buffered", "origins",  NULL};
 
+/* A response's status at idx read as rl__respond reads it: an integer, or
+ * a string or float that is one; nil is 200; anything else (or out of
+ * 100-999) is 0, which rl__http_write_head refuses. */
+static int status_at(lua_State *L, int idx) {
+  if (lua_isnil(L, idx))
+    return 200;
+  int ok;
+  lua_Integer s = lua_tointegerx(L, idx, &ok);
+  return ok && s >= 100 && s <= 999 ? (int)s : 0;
+}
+
 rl_channel *rl__channel_test(lua_State *L, int idx) {
   return luaL_testudata(L, idx, RL_CHANNEL_MT);
 }
@@ -356,7 +367,7 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
   if (!ch->head_sent) {
     lua_getiuservalue(L, uidx, CH_RESP);
     lua_getfield(L, -1, "status");
-    int status = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 200;
+    int status = status_at(L, lua_gettop(L));
     lua_pop(L, 1);
     lua_getfield(L, -1, "headers");
     int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
@@ -1218,7 +1229,7 @@ static int ch_send(lua_State *L) {
     return 1;
   }
   if (!ch->head_sent) {
-    int status = lua_isnil(L, sidx) ? 200 : (int)luaL_optinteger(L, sidx, 200);
+    int status = status_at(L, sidx);
     int framing = close && (!src || srclen >= 0) ? RL_FRAME_LENGTH
                   : h->http_minor >= 1           ? RL_FRAME_CHUNKED
                                                  : RL_FRAME_CLOSE;

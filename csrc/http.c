@@ -154,6 +154,8 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
     return fail(p, 431, "header section too large");
   if (hd->name_len + n > h->cfg->max_line)
     return fail(p, 431, "header field too long");
+  if (n == 0)
+    return 0; /* an empty span (hdrs may have no memory yet) */
   if (rl__buf_reserve(&h->hdrs, n))
     return fail(p, 500, "out of memory");
   char *d = h->hdrs.base + h->hdrs.len;

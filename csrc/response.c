@@ -110,10 +110,13 @@ static int is_token(const char *s, size_t n) {
   return 1;
 }
 
+/* RFC 9110 5.5: a field value is visible characters, obs-text, and spaces
+ * and tabs between them: no control byte but HTAB (CR, LF and NUL would
+ * split or cut the response; the others make clients refuse it). */
 static int safe_value(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)s[i];
-    if (ch <= '\r' && (ch == '\r' || ch == '\n' || ch == '\0'))
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
       return 0;
   }
   return 1;
@@ -174,8 +177,9 @@ static int put_headers(rl_http *h, lua_State *L, int hidx, rl_buf *b, int *seen,
       size_t vl;
       const char *v = lua_tolstring(L, -1, &vl);
       if (!safe_value(v, vl)) {
-        *err = lua_pushfstring(L, "header '%s' value contains CR, LF or NUL",
-                               name);
+        *err = lua_pushfstring(
+            L, "header '%s' value contains a control character (CR, LF, NUL...)",
+            name);
         lua_pop(L, arr ? 4 : 3);
         return -1;
       }

@@ -291,6 +291,21 @@ static void body_piece(rl_exchange *x, const char *p, size_t n) {
     rl__http_write(&x->http, p, n);
 }
 
+/* A streamed body failed after its head went out: the client must see the
+ * response is cut short. A chunked one ends without its last chunk, after
+ * what is queued (a pipelined response before it included) is written; a
+ * close-delimited one (HTTP/1.0) would look complete if it ended cleanly,
+ * so its connection is reset. */
+static void cut_short(rl_exchange *x) {
+  if (x->body.chunked) {
+    rl__body_release(x);
+    x->http.keep_alive = 0;
+    rl__http_close(&x->http);
+  } else {
+    rl__conn_close(x->http.conn);
+  }
+}
+
 static void iter_done(rl_task *t, lua_State *co, int status, int nres) {
   rl_exchange *x = t->data;
   if (x == NULL)
@@ -300,7 +315,7 @@ static void iter_done(rl_task *t, lua_State *co, int status, int nres) {
   b->busy = 0;
   if (status != LUA_OK) {
     rl__log("body iterator error: %s", lua_tostring(co, -1));
-    rl__conn_close(x->http.conn); /* the head is out: cut it short */
+    cut_short(x);
     return;
   }
   int idx = lua_gettop(co) - nres + 1;
@@ -311,7 +326,7 @@ static void iter_done(rl_task *t, lua_State *co, int status, int nres) {
   if (lua_type(co, idx) != LUA_TSTRING) {
     rl__log("body iterator error: returned a %s, expected a string or nil",
             luaL_typename(co, idx));
-    rl__conn_close(x->http.conn);
+    cut_short(x);
     return;
   }
   size_t n;

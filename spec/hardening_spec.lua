@@ -328,3 +328,76 @@ return function(req) return { body = "got:" .. (req.body or "") } end
     sock:close()
   end)
 end)
+
+-- Each found by fuzz/ (its input is in fuzz/regressions/, which
+-- spec/fuzz_spec.lua replays); here as a client sees them.
+describe("found by fuzzing", function()
+  local srv
+  lazy_setup(function()
+    srv = helper.start([[
+local ringlet = require "ringlet"
+local routes = {}
+routes["/ctl"] = function()
+  return { headers = { ["x-a"] = "a\1b" }, body = "never" }
+end
+routes["/tab"] = function()
+  return { headers = { ["x-a"] = "a\tb" }, body = "fine" }
+end
+routes["/chan-204"] = function(req)
+  local resp = ringlet.as_channel(req, { on_open = function(ch)
+    ch:close()
+  end })
+  resp.status = "204"
+  return resp
+end
+routes["/send-big-status"] = function(req)
+  return ringlet.as_channel(req, { on_open = function(ch)
+    local ok, err = pcall(ch.send, ch, { status = 2^34 + 400, body = "x" },
+      { close = true })
+    ch:send({ status = 200, body = tostring(ok) .. " " .. tostring(err) },
+      { close = true })
+  end })
+end
+routes["/ok"] = function() return { body = "first" } end
+routes["/bad-iter"] = function()
+  return { body = function() error("iterator failed at once") end }
+end
+return function(req) return routes[req.uri](req) end
+]])
+  end)
+  lazy_teardown(function() if srv then srv:stop() end end)
+
+  it("never writes a header value with a control byte (500), HTAB allowed",
+    function()
+      assert.equal(500, helper.request(srv.port, "GET", "/ctl").status)
+      local res = helper.request(srv.port, "GET", "/tab")
+      assert.same({ 200, "a\tb" }, { res.status, res.headers["x-a"] })
+    end)
+
+  it("writes a channel's status given as a string when it closes unsent",
+    function()
+      assert.equal(204, helper.request(srv.port, "GET", "/chan-204").status)
+    end)
+
+  it("refuses a first send's status out of range instead of truncating it",
+    function()
+      local res = helper.request(srv.port, "GET", "/send-big-status")
+      assert.equal(200, res.status)
+      assert.truthy(res.body:find("^false .*status must be an integer from "
+        .. "100 to 999"), res.body)
+    end)
+
+  it("keeps a pipelined response before a body iterator that fails at once",
+    function()
+      local sock = assert(helper.connect(srv.port))
+      sock:send(helper.request_bytes("GET", "/ok", { Host = "x" })
+        .. helper.request_bytes("GET", "/bad-iter", { Host = "x" }))
+      local first = helper.read_response(sock)
+      assert.same({ 200, "first" }, { first.status, first.body })
+      -- the second is cut short: its head, and no last chunk
+      local rest = sock:receive("*a")
+      sock:close()
+      assert.truthy(rest:find("^HTTP/1.1 200 OK\r\n"), rest)
+      assert.falsy(rest:find("0\r\n\r\n", 1, true), rest)
+    end)
+end)
