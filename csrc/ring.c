@@ -291,19 +291,15 @@ static void body_piece(rl_exchange *x, const char *p, size_t n) {
     rl__http_write(&x->http, p, n);
 }
 
-/* A streamed body failed after its head went out: the client must see the
- * response is cut short. A chunked one ends without its last chunk, after
- * what is queued (a pipelined response before it included) is written; a
- * close-delimited one (HTTP/1.0) would look complete if it ended cleanly,
- * so its connection is reset. */
+/* A streamed body failed after its head went out: what is queued (a
+ * pipelined response before it included) is written, then the connection
+ * closes. A chunked body so ends without its last chunk, which tells the
+ * client it was cut short; a close-delimited one (HTTP/1.0) cannot say so
+ * (nginx does the same), and a reset would lose the responses before it. */
 static void cut_short(rl_exchange *x) {
-  if (x->body.chunked) {
-    rl__body_release(x);
-    x->http.keep_alive = 0;
-    rl__http_close(&x->http);
-  } else {
-    rl__conn_close(x->http.conn);
-  }
+  rl__body_release(x);
+  x->http.keep_alive = 0;
+  rl__http_close(&x->http);
 }
 
 static void iter_done(rl_task *t, lua_State *co, int status, int nres) {
