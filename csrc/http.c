@@ -122,11 +122,13 @@ static int on_message_begin(llhttp_t *p) {
   h->resp_status = 0;
   h->done_told = 0;
   h->ck = CK_NONE;
+  h->head_only = 0;
   return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   rl_http *h = p->data;
+  h->head_only = p->method == HTTP_HEAD; /* for an error answer too */
   if (h->url.len + n > h->cfg->max_line)
     return fail(p, 414, "request line too long");
   return rl__buf_append(&h->url, at, n) ? fail(p, 500, "out of memory") : 0;
@@ -426,11 +428,20 @@ static int proxy_header(rl_http *h) {
   } else if (sscanf(line, "PROXY %7s %47s %47s %d %d", proto, src, dst, &sport,
                     &dport) == 5 &&
              (strcmp(proto, "TCP4") == 0 || strcmp(proto, "TCP6") == 0)) {
+    /* the address as the system writes it: TCP4 an IPv4 one, TCP6 an
+     * IPv6 one with no zone (uv_ip6_addr would take "fe80::1%anything") */
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
-    if (uv_ip4_addr(src, 0, &a4) != 0 && uv_ip6_addr(src, 0, &a6) != 0)
+    char name[sizeof h->conn->remote];
+    if (proto[3] == '4' ? uv_ip4_addr(src, 0, &a4) != 0 ||
+                              uv_ip4_name(&a4, name, sizeof name) != 0
+                        : strchr(src, '%') != NULL ||
+                              uv_ip6_addr(src, 0, &a6) != 0 ||
+                              uv_ip6_name(&a6, name, sizeof name) != 0)
       return -1;
-    snprintf(h->conn->remote, sizeof h->conn->remote, "%s", src);
+    if (sport < 0 || sport > 65535 || dport < 0 || dport > 65535)
+      return -1;
+    memcpy(h->conn->remote, name, sizeof name);
     h->conn->remote_port = sport;
   } else {
     return -1;

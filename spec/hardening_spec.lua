@@ -400,4 +400,47 @@ return function(req) return routes[req.uri](req) end
       assert.truthy(rest:find("^HTTP/1.1 200 OK\r\n"), rest)
       assert.falsy(rest:find("0\r\n\r\n", 1, true), rest)
     end)
+
+  describe("HEAD and error answers", function()
+    it("gives a 400 after a HEAD its body, and a HEAD's 400 none", function()
+      local sock = assert(helper.connect(srv.port))
+      sock:send(helper.request_bytes("HEAD", "/ok", { Host = "x" })
+        .. "GARBAGE\r\n\r\n")
+      local head = helper.read_response(sock, "HEAD")
+      assert.equal(200, head.status)
+      local bad = helper.read_response(sock)
+      sock:close()
+      assert.equal(400, bad.status)
+      assert.equal(tonumber(bad.headers["content-length"]), #bad.body)
+      assert.truthy(#bad.body > 0)
+      -- a HEAD with a bad Host: 400, with the length but no body bytes
+      local raw = helper.raw(srv.port, "HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n")
+      assert.truthy(raw:find("^HTTP/1.1 400"), raw)
+      assert.truthy(raw:sub(-4) == "\r\n\r\n", raw)
+    end)
+  end)
+
+  describe("PROXY addresses", function()
+    local function proxied(line)
+      local p = helper.start([[
+return { handler = function(req) return { body = req.remote_addr } end,
+  options = { proxy_protocol = "enable" } }
+]])
+      local out = helper.raw(p.port, line .. helper.request_bytes("GET", "/",
+        { Host = "x", Connection = "close" }))
+      assert.equal(0, p:stop())
+      return out
+    end
+
+    it("takes no IPv6 zone and no address of the other family", function()
+      for _, line in ipairs({ "PROXY TCP6 fe80::1%\1 ::1 1 2\r\n",
+        "PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n",
+        "PROXY TCP4 ::1 ::1 1 2\r\n", "PROXY TCP6 1.2.3.4 1.2.3.4 1 2\r\n",
+        "PROXY TCP4 1.2.3.4 1.2.3.4 1 70000\r\n" }) do
+        assert.truthy(proxied(line):find("^HTTP/1.1 400"), line)
+      end
+      local out = proxied("PROXY TCP6 2001:DB8:0::1 ::1 1 2\r\n")
+      assert.truthy(out:find("\r\n\r\n2001:db8::1$"), out)
+    end)
+  end)
 end)
