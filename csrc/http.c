@@ -715,8 +715,11 @@ static void process(rl_http *h) {
       }
       avail = c->in.len - c->in_pos; /* extensions were cut out */
       feed = (size_t)n;
-      if (feed == 0)
-        break; /* wait for the rest of a line */
+      if (feed == 0) { /* wait for the rest of a line */
+        if (h->timer_mode != TIMER_IDLE)
+          arm_timer(h, TIMER_IDLE); /* the head is done: a body arrives */
+        break;
+      }
     }
     llhttp_errno_t e = llhttp_execute(&h->parser, p, feed);
     if (e == HPE_OK) {

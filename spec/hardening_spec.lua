@@ -317,6 +317,23 @@ return function(req) return { body = "got:" .. (req.body or "") } end
       end
     end)
 
+  it("holds a chunked upload whose first chunk line comes after the "
+    .. "header timeout, under idle_timeout", function()
+    local slow = helper.start([[
+return { handler = function(req) return { body = "got:" .. (req.body or "") } end,
+  options = { header_timeout = 300, idle_timeout = 5000 } }
+]])
+    local sock = assert(helper.connect(slow.port))
+    sock:send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+      .. "\r\n5;a=")
+    socket.sleep(0.6)
+    sock:send("1\r\nhello\r\n0\r\n\r\n")
+    local res = helper.read_response(sock)
+    sock:close()
+    assert.same({ 200, "got:hello" }, { res and res.status, res and res.body })
+    assert.equal(0, slow:stop())
+  end)
+
   it("keeps pipelined requests after a chunked one apart", function()
     local sock = assert(helper.connect(srv.port))
     sock:send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
