@@ -183,16 +183,13 @@ static int put_headers(rl_http *h, lua_State *L, int hidx, rl_buf *b, int *seen,
         lua_pop(L, arr ? 4 : 3);
         return -1;
       }
-      if (is_conn) {
-        *seen |= H_CONNECTION;
-        if (rl__has_token(v, vl, "close"))
-          h->keep_alive = 0;
-      }
+      if (is_conn && rl__has_token(v, vl, "close"))
+        h->keep_alive = 0; /* the handler may ask to close, no more */
       if (is_clen) {
         *seen |= H_CLEN;
         *user_clen = strtoull(v, NULL, 10);
       }
-      if (!skip && !is_clen) {
+      if (!skip && !is_clen && !is_conn) {
         if (rl__buf_reserve(b, nl + vl + 4)) {
           *err = "out of memory";
           lua_pop(L, arr ? 3 : 2);

@@ -376,6 +376,12 @@ routes["/send-big-status"] = function(req)
   end })
 end
 routes["/ok"] = function() return { body = "first" } end
+routes["/conn"] = function()
+  return { headers = { Connection = "keep-alive, x-custom" }, body = "c" }
+end
+routes["/conn-close"] = function()
+  return { headers = { connection = "close" }, body = "bye" }
+end
 routes["/bad-iter"] = function()
   return { body = function() error("iterator failed at once") end }
 end
@@ -416,6 +422,24 @@ return function(req) return routes[req.uri](req) end
       sock:close()
       assert.truthy(rest:find("^HTTP/1.1 200 OK\r\n"), rest)
       assert.falsy(rest:find("0\r\n\r\n", 1, true), rest)
+    end)
+
+  it("writes Connection itself: a handler's value cannot hide a close",
+    function()
+      local res = helper.request(srv.port, "GET", "/conn",
+        { Connection = "close" })
+      assert.same({ "c", "close" }, { res.body, res.headers.connection })
+      -- kept alive, the handler's value does not go out; its close does
+      local sock = assert(helper.connect(srv.port))
+      sock:send(helper.request_bytes("GET", "/conn", { Host = "x" }))
+      local kept = helper.read_response(sock)
+      assert.is_nil(kept.headers.connection)
+      sock:send(helper.request_bytes("GET", "/conn-close", { Host = "x" }))
+      local closing = helper.read_response(sock)
+      assert.same({ "bye", "close" }, { closing.body,
+        closing.headers.connection })
+      assert.truthy(helper.closed(sock))
+      sock:close()
     end)
 
   describe("HEAD and error answers", function()
