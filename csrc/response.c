@@ -178,7 +178,8 @@ static int put_headers(rl_http *h, lua_State *L, int hidx, rl_buf *b, int *seen,
       const char *v = lua_tolstring(L, -1, &vl);
       if (!safe_value(v, vl)) {
         *err = lua_pushfstring(
-            L, "header '%s' value contains a control character (CR, LF, NUL...)",
+            L,
+            "header '%s' value contains a control character (CR, LF, NUL...)",
             name);
         lua_pop(L, arr ? 4 : 3);
         return -1;
@@ -187,7 +188,15 @@ static int put_headers(rl_http *h, lua_State *L, int hidx, rl_buf *b, int *seen,
         h->keep_alive = 0; /* the handler may ask to close, no more */
       if (is_clen) {
         *seen |= H_CLEN;
-        *user_clen = strtoull(v, NULL, 10);
+        /* kept only for a HEAD answer: a plain decimal, else dropped */
+        uint64_t n = vl > 0 && vl <= 18 ? 0 : UINT64_MAX;
+        for (size_t i = 0; n != UINT64_MAX && i < vl; i++)
+          n = v[i] >= '0' && v[i] <= '9' ? n * 10 + (uint64_t)(v[i] - '0')
+                                         : UINT64_MAX;
+        if (n == UINT64_MAX)
+          *seen &= ~H_CLEN;
+        else
+          *user_clen = n;
       }
       if (!skip && !is_clen && !is_conn) {
         if (rl__buf_reserve(b, nl + vl + 4)) {
