@@ -37,14 +37,14 @@ if [ "$BUILD" = build ] && command -v clang >/dev/null; then
     exit \${PIPESTATUS[0]}"
 fi
 lua_dirs=()
-for d in lua spec examples bench; do [ -d "$d" ] && lua_dirs+=("$d"); done
+for d in lua spec examples bench fuzz soak; do [ -d "$d" ] && lua_dirs+=("$d"); done
 step "luacheck" luacheck -q "${lua_dirs[@]}"
 if [ "$BUILD" = build ]; then
   step "docs (LDoc, no warnings)" bash scripts/docs.sh
 fi
 if command -v clang-format >/dev/null; then
   step "clang-format" clang-format --dry-run -Werror csrc/*.c csrc/*.h bench/*.c \
-    examples/*.c spec/c/*.c
+    examples/*.c spec/c/*.c fuzz/*.c fuzz/*.h
 fi
 echo "==> busted (RINGLET_BIN=$BUILD/ringlet)"
 log=$(mktemp)
