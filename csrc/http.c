@@ -433,11 +433,14 @@ static int proxy_header(rl_http *h) {
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     char name[sizeof h->conn->remote];
-    if (proto[3] == '4' ? uv_ip4_addr(src, 0, &a4) != 0 ||
-                              uv_ip4_name(&a4, name, sizeof name) != 0
-                        : strchr(src, '%') != NULL ||
-                              uv_ip6_addr(src, 0, &a6) != 0 ||
-                              uv_ip6_name(&a6, name, sizeof name) != 0)
+    int bad;
+    if (proto[3] == '4')
+      bad = uv_ip4_addr(src, 0, &a4) != 0 ||
+            uv_ip4_name(&a4, name, sizeof name) != 0;
+    else
+      bad = strchr(src, '%') != NULL || uv_ip6_addr(src, 0, &a6) != 0 ||
+            uv_ip6_name(&a6, name, sizeof name) != 0;
+    if (bad)
       return -1;
     if (sport < 0 || sport > 65535 || dport < 0 || dport > 65535)
       return -1;
