@@ -73,7 +73,15 @@ struct rl_channel {
   lua_Integer pend_head, pend_tail; /* CH_STREAM[head .. tail - 1] */
   rl_send *sends; /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
+  /* a client's WebSocket (ringlet.client) */
+  int client;    /* this end is the client: initiator names flip */
+  int in_paused; /* reading stopped: the inbox is full */
+  lua_Integer in_head, in_tail; /* CH_ON_MESSAGE as an inbox: [head, tail) */
+  rl_task *receiver;            /* a task waiting in receive() */
+  uv_timer_t *recv_timer;       /* malloc'd: its timeout */
 };
+
+#define CH_INBOX_MAX 64 /* messages waiting before reading stops */
 
 static const char *const ch_opts[] = {
     "on_open",       "on_message",   "on_close", "on_error",
@@ -325,6 +333,35 @@ static void stream_abort(lua_State *L, rl_channel *ch, int uidx) {
 
 static void (*leave_groups)(lua_State *L, int uidx); /* group.c's */
 
+/* ---- a client's inbox: messages waiting for receive() --------------------
+ * A client channel made without on_message keeps a table in the
+ * CH_ON_MESSAGE user value: message, binary, message, binary ... from
+ * in_head to in_tail. */
+
+static void recv_stop_timer(rl_channel *ch) {
+  if (ch->recv_timer) {
+    ch->recv_timer->data = NULL;
+    uv_close((uv_handle_t *)ch->recv_timer, rl__handle_free);
+    ch->recv_timer = NULL;
+  }
+}
+
+/* Wake the task in receive() with the n values on top of L. */
+static void recv_wake(lua_State *L, rl_channel *ch, int n) {
+  rl_task *t = ch->receiver;
+  ch->receiver = NULL;
+  recv_stop_timer(ch);
+  rl__task_wake(t, L, n);
+}
+
+static void inbox_closed(lua_State *L, rl_channel *ch) {
+  if (ch->receiver) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    recv_wake(L, ch, 2);
+  }
+}
+
 void rl__channel_on_leave(void (*fn)(lua_State *L, int uidx)) {
   leave_groups = fn;
 }
@@ -338,8 +375,9 @@ static void fire_close(lua_State *L, rl_channel *ch, int uidx, int code,
     ch->in_groups = 0;
     leave_groups(L, uidx); /* a member that closes leaves by itself */
   }
+  inbox_closed(L, ch);
   lua_createtable(L, 0, 3);
-  lua_pushstring(L, by_server ? "server" : "client");
+  lua_pushstring(L, by_server != ch->client ? "server" : "client");
   lua_setfield(L, -2, "initiator");
   if (code) {
     lua_pushinteger(L, code);
@@ -526,8 +564,26 @@ static int message_p(lua_State *L) {
   }
   /* on_message(ch, message, binary): the hot path, so the callback is
    * kept in a user value of its own rather than looked up by name */
-  if (lua_getiuservalue(L, uidx, CH_ON_MESSAGE) == LUA_TNIL)
+  int type = lua_getiuservalue(L, uidx, CH_ON_MESSAGE);
+  if (type == LUA_TNIL)
     return 0;
+  if (type == LUA_TTABLE) { /* a client's inbox */
+    if (ch->receiver) {
+      lua_pushlstring(L, p, n);
+      lua_pushboolean(L, opcode == 0x2);
+      recv_wake(L, ch, 2);
+      return 0;
+    }
+    lua_pushlstring(L, p, n);
+    lua_rawseti(L, -2, ch->in_tail++);
+    lua_pushboolean(L, opcode == 0x2);
+    lua_rawseti(L, -2, ch->in_tail++);
+    if (ch->in_tail - ch->in_head >= 2 * CH_INBOX_MAX && ch->conn) {
+      ch->in_paused = 1;
+      rl__conn_read_stop(ch->conn);
+    }
+    return 0;
+  }
   lua_pushvalue(L, uidx);
   lua_pushlstring(L, p, n);
   lua_pushboolean(L, opcode == 0x2);
@@ -630,8 +686,12 @@ int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
 /* ---- as_channel
  * ---------------------------------------------------------------- */
 
-int rl__channel_new(lua_State *L, rl_http *h) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+/* Make a channel with the options at index 2 (checked and copied), for the
+ * request at index 1 (0: none), on the exchange h (NULL: none). Leaves the
+ * userdata on the top; returns its index. */
+static int ch_create(lua_State *L, int ridx, rl_http *h, const char *who) {
+  if (ridx)
+    luaL_checktype(L, ridx, LUA_TTABLE);
   int has_opts = !lua_isnoneornil(L, 2);
   if (has_opts)
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -649,19 +709,21 @@ int rl__channel_new(lua_State *L, rl_http *h) {
       while (k && ch_opts[i] && strcmp(ch_opts[i], k) != 0)
         i++;
       if (k == NULL || ch_opts[i] == NULL)
-        return luaL_error(L, "as_channel: unknown option '%s'",
+        return luaL_error(L, "%s: unknown option '%s'", who,
                           k ? k : luaL_typename(L, -2));
       if (strncmp(k, "on_", 3) == 0) {
         if (!lua_isfunction(L, -1))
-          return luaL_error(L, "as_channel: option '%s' must be a function", k);
+          return luaL_error(L, "%s: option '%s' must be a function", who, k);
       } else if (strcmp(k, "origins") == 0) {
         if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
-          return luaL_error(L, "as_channel: option 'origins' must be an "
-                               "array of origins or a function");
+          return luaL_error(L,
+                            "%s: option 'origins' must be an "
+                            "array of origins or a function",
+                            who);
       } else {
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-          return luaL_error(
-              L, "as_channel: option '%s' must be an integer >= 0", k);
+          return luaL_error(L, "%s: option '%s' must be an integer >= 0", who,
+                            k);
         if (strcmp(k, "timeout") == 0)
           timeout = lua_tointeger(L, -1);
         else if (strcmp(k, "ping_interval") == 0)
@@ -692,11 +754,19 @@ int rl__channel_new(lua_State *L, rl_http *h) {
   int uidx = lua_gettop(L);
   lua_pushvalue(L, oidx);
   lua_setiuservalue(L, uidx, CH_OPTS);
-  lua_pushvalue(L, 1);
-  lua_setiuservalue(L, uidx, CH_REQ);
+  if (ridx) {
+    lua_pushvalue(L, ridx);
+    lua_setiuservalue(L, uidx, CH_REQ);
+  }
   lua_getfield(L, oidx, "on_message"); /* the options are a private copy */
   lua_setiuservalue(L, uidx, CH_ON_MESSAGE);
+  lua_remove(L, oidx);
+  return uidx - 1;
+}
 
+int rl__channel_new(lua_State *L, rl_http *h) {
+  int uidx = ch_create(L, 1, h, "as_channel");
+  rl_channel *ch = lua_touserdata(L, uidx);
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, ch->ws ? 101 : 200);
   lua_setfield(L, -2, "status");
@@ -705,6 +775,31 @@ int rl__channel_new(lua_State *L, rl_http *h) {
   lua_pushvalue(L, uidx);
   lua_setfield(L, -2, "body");
   return 1;
+}
+
+int rl__channel_client(lua_State *L, rl_ws *ws, rl_conn *c) {
+  int uidx = ch_create(L, 0, NULL, "websocket");
+  rl_channel *ch = lua_touserdata(L, uidx);
+  ch->ws = 1;
+  ch->client = 1;
+  ch->closed = 0;
+  if (lua_getiuservalue(L, uidx, CH_ON_MESSAGE) == LUA_TNIL) {
+    lua_newtable(L); /* no on_message: messages wait for receive() */
+    lua_setiuservalue(L, uidx, CH_ON_MESSAGE);
+    ch->in_head = ch->in_tail = 1;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, uidx);
+  ch->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rl__ws_start(ws, c, &ws_cbs, ch);
+  ch->sock = ws;
+  ch->conn = c;
+  if (ch->ping_interval > 0)
+    ch->ping = ch_timer(ch, ping_cb, ch->ping_interval, ch->ping_interval);
+  if (ch->timeout > 0)
+    ch->timer = ch_timer(ch, timeout_cb, ch->timeout, 0);
+  ch_call(L, ch, uidx, "on_open", 0);
+  return uidx;
 }
 
 /* ---- methods
@@ -1336,6 +1431,99 @@ static int ch_control(lua_State *L, int opcode, const char *name) {
   return 1;
 }
 
+/* ch:receive([timeout]): the next message of a client channel without
+ * on_message, and whether it is binary; nil, "closed" or nil, "timeout". */
+static int inbox_pop(lua_State *L, rl_channel *ch) {
+  if (ch->in_head >= ch->in_tail)
+    return 0;
+  lua_getiuservalue(L, 1, CH_ON_MESSAGE);
+  int t = lua_gettop(L);
+  lua_rawgeti(L, t, ch->in_head);
+  lua_rawgeti(L, t, ch->in_head + 1);
+  lua_pushnil(L);
+  lua_rawseti(L, t, ch->in_head);
+  lua_pushnil(L);
+  lua_rawseti(L, t, ch->in_head + 1);
+  ch->in_head += 2;
+  if (ch->in_head == ch->in_tail)
+    ch->in_head = ch->in_tail = 1;
+  lua_remove(L, t);
+  if (ch->in_paused && ch->in_tail - ch->in_head < CH_INBOX_MAX && ch->conn) {
+    ch->in_paused = 0;
+    rl__conn_read_start(ch->conn);
+  }
+  return 2;
+}
+
+static int recv_k(lua_State *L, int status, lua_KContext k) {
+  rl_task *t = (rl_task *)k;
+  (void)status;
+  if (!rl__task_resumed(t))
+    return rl__task_repark(L, t, recv_k);
+  return 2;
+}
+
+static int recv_timeout_p(lua_State *L) {
+  rl_channel *ch = lua_touserdata(L, 1);
+  if (ch->receiver) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    recv_wake(L, ch, 2);
+  }
+  return 0;
+}
+
+static void recv_timer_cb(uv_timer_t *t) {
+  rl_channel *ch = t->data;
+  if (ch)
+    rl__protect(ch->ctx, ch->ctx->L, recv_timeout_p, ch);
+}
+
+static int recv_ready(void *ud) {
+  rl_channel *ch = ud;
+  return ch->in_head < ch->in_tail || ch->close_fired || ch->conn == NULL;
+}
+
+static int ch_receive(lua_State *L) {
+  rl_channel *ch = check_ch(L);
+  lua_Integer ms = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, ms >= 0, 2, "must be >= 0");
+  lua_settop(L, 1);
+  if (lua_getiuservalue(L, 1, CH_ON_MESSAGE) != LUA_TTABLE)
+    return luaL_error(L, "receive: only a client WebSocket made without "
+                         "on_message keeps its messages");
+  lua_pop(L, 1);
+  if (inbox_pop(L, ch))
+    return 2;
+  lua_pushnil(L);
+  if (ch->close_fired || ch->conn == NULL) {
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (ch->receiver)
+    return luaL_error(L, "receive: another task is waiting on this channel");
+  int mode = rl__wait_mode(L);
+  if (mode < 0)
+    return luaL_error(L, "receive: call it from a handler, a callback or a "
+                         "script (not from a coroutine ringlet did not start)");
+  if (mode == 0) { /* a script: run the loop until a message comes */
+    int r = rl__run_until(ch->ctx, recv_ready, ch, (uint64_t)ms);
+    lua_settop(L, 1);
+    if (inbox_pop(L, ch))
+      return 2;
+    lua_pushnil(L);
+    lua_pushstring(L, r == 1 && ms > 0 && ch->conn ? "timeout" : "closed");
+    return 2;
+  }
+  lua_pop(L, 1);
+  rl_task *t = rl__current_task(L);
+  ch->receiver = t;
+  if (ms > 0)
+    ch->recv_timer = ch_timer(ch, recv_timer_cb, (uint64_t)ms, 0);
+  rl__task_park(t, L);
+  return lua_yieldk(L, 0, (lua_KContext)t, recv_k);
+}
+
 static int ch_ping(lua_State *L) { return ch_control(L, RL_WS_PING, "ping"); }
 static int ch_pong(lua_State *L) { return ch_control(L, RL_WS_PONG, "pong"); }
 
@@ -1370,6 +1558,7 @@ void rl__channel_open_lib(lua_State *L) {
       {"buffered_amount", ch_buffered_amount},
       {"ping", ch_ping},
       {"pong", ch_pong},
+      {"receive", ch_receive},
       {NULL, NULL}};
   luaL_newmetatable(L, RL_CHANNEL_MT);
   luaL_newlibtable(L, methods);

@@ -29,6 +29,11 @@ int rl__channel_new(lua_State *L, rl_http *h);
  * messages may be up to max_ws bytes. */
 int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
                        size_t max_ws, const char **err);
+/* A client's WebSocket (ringlet.client): push a channel with the
+ * as_channel options at index 2, speaking over ws on c (a connection whose
+ * 101 came in). Without on_message, messages wait for ch:receive(). Its
+ * on_open starts now. Returns the userdata's index. */
+int rl__channel_client(lua_State *L, rl_ws *ws, rl_conn *c);
 /* An HTTP stream's output reached the socket. */
 void rl__channel_written(rl_channel *ch);
 /* An HTTP stream's connection is closing: the channel closes (on_close). */

@@ -67,8 +67,8 @@ static void noop_eof(rl_conn *c, int err) {
   rl__conn_close(c);
 }
 /* a connection's protocol until one is set */
-static const rl_proto no_proto = {noop, noop_eof, noop, noop,
-                                  noop, noop,     noop, noop};
+static const rl_proto no_proto = {noop, noop_eof, noop, noop, noop,
+                                  noop, noop,     noop, NULL};
 
 void rl__io_init(rl_io *io, uv_loop_t *loop) {
   io->loop = loop;
@@ -197,16 +197,32 @@ static void set_unlink(rl_conn *c) {
   set->open--;
 }
 
-int rl__conn_open(rl_conn *c, uv_os_sock_t fd, rl_conn_set *set) {
-  if (set) {
-    c->set = set;
-    c->next = set->head;
-    if (set->head)
-      set->head->prev = c;
-    set->head = c;
-    set->open++;
-    set->alive++;
+static void set_join(rl_conn *c, rl_conn_set *set) {
+  if (set == NULL)
+    return;
+  c->set = set;
+  c->next = set->head;
+  if (set->head)
+    set->head->prev = c;
+  set->head = c;
+  set->open++;
+  set->alive++;
+}
+
+static void set_remote(rl_conn *c, const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(a, c->remote, sizeof c->remote);
+    c->remote_port = ntohs(a->sin6_port);
+  } else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    uv_ip4_name(a, c->remote, sizeof c->remote);
+    c->remote_port = ntohs(a->sin_port);
   }
+}
+
+int rl__conn_open(rl_conn *c, uv_os_sock_t fd, rl_conn_set *set) {
+  set_join(c, set);
   int r = uv_tcp_open(&c->tcp, fd);
   if (r != 0) {
     close(fd);
@@ -216,18 +232,47 @@ int rl__conn_open(rl_conn *c, uv_os_sock_t fd, rl_conn_set *set) {
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-      uv_ip6_name(a, c->remote, sizeof c->remote);
-      c->remote_port = ntohs(a->sin6_port);
-    } else {
-      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-      uv_ip4_name(a, c->remote, sizeof c->remote);
-      c->remote_port = ntohs(a->sin_port);
-    }
-  }
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    set_remote(c, (struct sockaddr *)&ss);
   return 0;
+}
+
+static void connect_cb(uv_connect_t *req, int status) {
+  rl_conn *c = req->data;
+  free(req);
+  if (c->closing || rl__conn_closed(c))
+    return; /* UV_ECANCELED: the close began while connecting */
+  if (status == 0)
+    uv_tcp_nodelay(&c->tcp, 1);
+  if (c->proto->on_connect)
+    c->proto->on_connect(c, status);
+}
+
+int rl__conn_connect(rl_conn *c, const struct sockaddr *addr,
+                     rl_conn_set *set) {
+  set_join(c, set);
+  set_remote(c, addr);
+  uv_connect_t *req = malloc(sizeof *req);
+  int r = req ? uv_tcp_connect(req, &c->tcp, addr, connect_cb) : UV_ENOMEM;
+  if (r != 0) {
+    free(req);
+    rl__conn_close(c);
+    return r;
+  }
+  req->data = c;
+  return 0;
+}
+
+void rl__conn_ref(rl_conn *c, int ref) {
+  if (rl__conn_closed(c))
+    return;
+  if (ref) {
+    uv_ref((uv_handle_t *)&c->tcp);
+    uv_ref((uv_handle_t *)&c->timer);
+  } else {
+    uv_unref((uv_handle_t *)&c->tcp);
+    uv_unref((uv_handle_t *)&c->timer);
+  }
 }
 
 /* ---- deadlines --------------------------------------------------------------

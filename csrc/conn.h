@@ -74,6 +74,10 @@ typedef struct rl_proto {
   void (*on_close)(rl_conn *c);
   /* The handles are closed: free the protocol's memory. c goes next. */
   void (*on_free)(rl_conn *c);
+  /* Optional (NULL: none), for a connection rl__conn_connect made: it is
+   * established (status 0; reading has not started) or it failed (a UV
+   * error; the protocol closes it). Not called once the close began. */
+  void (*on_connect)(rl_conn *c, int status);
 } rl_proto;
 
 /* ---- per-loop state ------------------------------------------------------ */
@@ -177,6 +181,13 @@ rl_conn *rl__conn_new(rl_io *io, size_t ext);
  * join `set`. Returns 0, or an error after which c is closing. */
 int rl__conn_open(rl_conn *c, uv_os_sock_t fd, rl_conn_set *set);
 void rl__conn_set_proto(rl_conn *c, const rl_proto *p, void *data);
+/* Connect c to addr (an outbound connection) and join `set`. Returns 0
+ * (the protocol's on_connect follows), or an error after which c is
+ * closing. */
+int rl__conn_connect(rl_conn *c, const struct sockaddr *addr, rl_conn_set *set);
+/* Whether c keeps the loop alive (1, the default) or not (an idle
+ * connection parked in a client's pool must not hold a script open). */
+void rl__conn_ref(rl_conn *c, int ref);
 
 /* Reading. */
 void rl__conn_read_start(rl_conn *c); /* unless paused, at EOF or closing */

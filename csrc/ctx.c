@@ -362,11 +362,58 @@ static int sleep_k(lua_State *L, int status, lua_KContext k) {
   return 0;
 }
 
+int rl__wait_mode(lua_State *L) {
+  if (rl__current_task(L) && lua_isyieldable(L))
+    return 1;
+  return rl__ctx(L)->protected > 0 ? -1 : 0;
+}
+
+static void until_timer_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+
+int rl__run_until(rl_ctx *ctx, int (*done)(void *ud), void *ud, uint64_t ms) {
+  if (ctx->protected > 0)
+    return -1;
+  int timed_out = 0;
+  uv_timer_t *t = NULL;
+  if (ms > 0 && (t = malloc(sizeof *t)) != NULL) {
+    uv_timer_init(ctx->io.loop, t);
+    t->data = &timed_out;
+    uv_timer_start(t, until_timer_cb, ms, 0);
+  }
+  int r = 0;
+  while (!done(ud)) {
+    if (timed_out) {
+      r = 1;
+      break;
+    }
+    if (uv_run(ctx->io.loop, UV_RUN_ONCE) == 0 && !done(ud) && !timed_out) {
+      r = 1; /* nothing left that could make it done */
+      break;
+    }
+  }
+  if (t) {
+    t->data = NULL;
+    uv_close((uv_handle_t *)t, rl__handle_free);
+    uv_run(ctx->io.loop, UV_RUN_NOWAIT); /* lets it close */
+  }
+  return r;
+}
+
+static int never(void *ud) {
+  (void)ud;
+  return 0;
+}
+
 int rl__l_sleep(lua_State *L) {
   lua_Integer ms = luaL_checkinteger(L, 1);
   luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
   rl_ctx *ctx = rl__ctx(L);
   rl_task *t = rl__current_task(L);
+  if (rl__wait_mode(L) == 0) { /* a script: the loop runs meanwhile */
+    if (ms > 0)
+      rl__run_until(ctx, never, NULL, (uint64_t)ms);
+    return 0;
+  }
   if (t == NULL || !lua_isyieldable(L))
     return luaL_error(L, "ringlet.sleep: call it inside a handler or "
                          "callback run by ringlet");

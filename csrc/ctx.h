@@ -36,6 +36,7 @@ struct rl_ctx {
   uv_check_t *wake;            /* malloc'd on first wake: resumes ready tasks */
   uv_idle_t *spin; /* active with wake: the loop does not block meanwhile */
   void *servers;   /* server.c's list of running servers (ctx never reads it) */
+  void *client;    /* lclient.c's rl_client, made on first use (ditto) */
   /* lua_close: runs first, with closing set (the module stops its servers
    * there); then the context closes its own handles. */
   void (*on_close)(rl_ctx *ctx);
@@ -111,6 +112,16 @@ int rl__task_repark(lua_State *L, rl_task *t, lua_KFunction k);
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */
 void rl__call_cb(rl_ctx *ctx, lua_State *L, int nargs, const char *what);
+
+/* Outside a running loop (no task, no protected call: a plain script or a
+ * busted spec), run the loop until done(ud) is true or ms pass (0: no
+ * limit). Returns 0 when done, 1 when the time passed or nothing is left
+ * to wait for, -1 when called where the loop is running (a callback's
+ * coroutine that ringlet did not start): the caller raises. */
+int rl__run_until(rl_ctx *ctx, int (*done)(void *ud), void *ud, uint64_t ms);
+/* How a call that waits waits: 1 in a task (park it), 0 by running the
+ * loop in place (rl__run_until), -1 neither is possible. */
+int rl__wait_mode(lua_State *L);
 
 /* ringlet.sleep and ringlet.timer */
 int rl__l_sleep(lua_State *L);

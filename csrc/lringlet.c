@@ -9,12 +9,16 @@
 
 #include "fs.h"
 #include "group.h"
+#include "lclient.h"
 #include "queue.h"
 #include "ringlet.h"
 #include "server.h"
 
 /* lua_close: the context stops the servers first (no Lua runs then). */
-static void close_servers(rl_ctx *ctx) { rl__server_stop_all(ctx, 0); }
+static void close_servers(rl_ctx *ctx) {
+  rl__server_stop_all(ctx, 0);
+  rl__client_lib_close(ctx);
+}
 
 void ringlet_stop_all(lua_State *L, unsigned timeout_ms) {
   rl_ctx *ctx = rl__ctx(L);
@@ -78,5 +82,7 @@ int luaopen_ringlet(lua_State *L) {
   luaL_newlib(L, funcs);
   lua_pushliteral(L, RINGLET_VERSION);
   lua_setfield(L, -2, "version");
+  rl__client_open_lib(L);
+  lua_setfield(L, -2, "client");
   return 1;
 }

@@ -15,6 +15,7 @@
  * ringlet used wslay here first; its byte-wise unmasking took 70% of the
  * CPU for 64 KiB messages and its context ~8.8 KB per connection. */
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ struct rl_ws {
   void *ud;           /* the layer above's */
   size_t max_message; /* bytes, else 1009 */
   int closed_up;      /* cbs->on_close has run */
+  int client;         /* the client's end: frames out masked, in unmasked */
   /* the frame being received */
   int in_payload;  /* its header is parsed */
   int op, fin;     /* of the frame */
@@ -137,11 +139,51 @@ static size_t frame_header(unsigned char h[10], int op, int fin, size_t n) {
   return hl;
 }
 
+/* Four random bytes for a client frame's mask (RFC 6455 5.3: from a
+ * strong source, unpredictable per frame), taken from a pool that
+ * RAND_bytes refills 1 KiB at a time. */
+static int mask_key(uint8_t k[4]) {
+  static _Thread_local unsigned char pool[1024];
+  static _Thread_local size_t left;
+  if (left < 4) {
+    if (RAND_bytes(pool, sizeof pool) != 1)
+      return -1;
+    left = sizeof pool;
+  }
+  left -= 4;
+  memcpy(k, pool + left, 4);
+  return 0;
+}
+
+static void unmask(unsigned char *p, size_t n, const uint8_t m[4],
+                   uint64_t pos);
+
 static void put_frame(rl_ws *ws, int op, int fin, const char *p, size_t n) {
-  unsigned char h[10];
+  unsigned char h[14];
   size_t hl = frame_header(h, op, fin, n);
-  rl__conn_write(ws->conn, h, hl);
-  rl__conn_write(ws->conn, p, n);
+  if (!ws->client) {
+    rl__conn_write(ws->conn, h, hl);
+    rl__conn_write(ws->conn, p, n);
+    return;
+  }
+  /* masked: the key after the length, the payload XORed as it is copied */
+  uint8_t key[4];
+  rl_buf *out = rl__conn_outbuf(ws->conn);
+  size_t start = out->len;
+  if (mask_key(key) != 0 || rl__buf_reserve(out, hl + 4 + n) != 0) {
+    rl__conn_close(ws->conn); /* no entropy or no memory: nothing safe */
+    return;
+  }
+  h[1] |= 0x80;
+  memcpy(h + hl, key, 4);
+  memcpy(out->base + out->len, h, hl + 4);
+  out->len += hl + 4;
+  if (n) {
+    memcpy(out->base + out->len, p, n);
+    unmask((unsigned char *)out->base + out->len, n, key, 0);
+    out->len += n;
+  }
+  rl__conn_commit(ws->conn, start);
 }
 
 rl_shared *rl__ws_frame(int opcode, const char *p, size_t n) {
@@ -260,11 +302,17 @@ static int frame_head(rl_ws *ws, const unsigned char *p, size_t avail) {
     return 0;
   int fin = p[0] >> 7, rsv = (p[0] >> 4) & 7, op = p[0] & 0x0f;
   int masked = p[1] >> 7, len7 = p[1] & 0x7f;
-  size_t hl = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+  size_t hl = 2 +
+              (len7 == 126   ? 2
+               : len7 == 127 ? 8
+                             : 0) +
+              (ws->client ? 0 : 4);
   if (rsv) /* no extension is negotiated */
     return ws_fail(ws, 1002, "reserved bits set"), -1;
-  if (!masked)
+  if (!masked && !ws->client)
     return ws_fail(ws, 1002, "unmasked client frame"), -1;
+  if (masked && ws->client) /* RFC 6455 5.1 */
+    return ws_fail(ws, 1002, "masked server frame"), -1;
   if ((op > OP_BINARY && op < OP_CLOSE) || op > OP_PONG)
     return ws_fail(ws, 1002, "reserved opcode"), -1;
   if (op >= OP_CLOSE && (!fin || len7 > 125))
@@ -293,7 +341,10 @@ static int frame_head(rl_ws *ws, const unsigned char *p, size_t avail) {
   ws->fin = fin;
   ws->left = len;
   ws->pos = 0;
-  memcpy(ws->mask, p + hl - 4, 4);
+  if (ws->client)
+    memset(ws->mask, 0, 4);
+  else
+    memcpy(ws->mask, p + hl - 4, 4);
   ws->in_payload = 1;
   if (op == OP_TEXT || op == OP_BINARY) {
     ws->msg_op = op;
@@ -311,7 +362,8 @@ static void frame_payload(rl_ws *ws) {
   int op = ws->op;
   if (op >= OP_CLOSE) {
     /* control: gather it whole (at most 125 bytes) */
-    unmask(p, n, ws->mask, ws->pos);
+    if (!ws->client)
+      unmask(p, n, ws->mask, ws->pos);
     if (rl__buf_append(&ws->ctrl, p, n)) {
       ws_fail(ws, 1011, "out of memory");
       return;
@@ -332,7 +384,8 @@ static void frame_payload(rl_ws *ws) {
      * there, and deliver it without another copy */
     return;
   }
-  unmask(p, n, ws->mask, ws->pos);
+  if (!ws->client)
+    unmask(p, n, ws->mask, ws->pos);
   if (msg_op == OP_TEXT) {
     ws->utf8 = utf8_feed(ws->utf8, p, n);
     if (ws->utf8 == UINT32_MAX) {
@@ -470,6 +523,13 @@ int rl__ws_send(rl_ws *ws, int opcode, const char *p, size_t n) {
 int rl__ws_send_shared(rl_ws *ws, rl_shared *frame) {
   if (ws->close_sent)
     return -1;
+  if (ws->client) { /* masked per frame: framed again, unshared */
+    const unsigned char *f = (const unsigned char *)frame->data;
+    int len7 = f[1] & 0x7f;
+    size_t hl = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+    put_frame(ws, f[0] & 0x0f, 1, frame->data + hl, frame->len - hl);
+    return 0;
+  }
   rl__conn_write_shared(ws->conn, frame);
   return 0;
 }
@@ -562,6 +622,16 @@ rl_ws *rl__ws_new(size_t max_message) {
   if (ws)
     ws->max_message = max_message;
   return ws;
+}
+
+void rl__ws_set_client(rl_ws *ws) { ws->client = 1; }
+
+int rl__ws_key(char key[25]) {
+  unsigned char k[16];
+  if (RAND_bytes(k, sizeof k) != 1)
+    return -1;
+  EVP_EncodeBlock((unsigned char *)key, k, sizeof k);
+  return 0;
 }
 
 void rl__ws_start(rl_ws *ws, rl_conn *c, const rl_ws_cbs *cbs, void *ud) {

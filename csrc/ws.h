@@ -38,8 +38,16 @@ typedef struct {
 /* Sec-WebSocket-Accept for a request's key: 28 characters and a NUL */
 int rl__ws_accept_value(const char *key, size_t n, char out[29]);
 
+/* A random Sec-WebSocket-Key: 24 characters and a NUL; -1 without
+ * entropy. */
+int rl__ws_key(char key[25]);
+
 /* A WebSocket with messages up to max_message bytes, not yet speaking. */
 rl_ws *rl__ws_new(size_t max_message);
+/* Make ws the client's end (before rl__ws_start): frames it sends are
+ * masked with a fresh random key each (RFC 6455 5.3), frames it receives
+ * must not be. */
+void rl__ws_set_client(rl_ws *ws);
 void rl__ws_free(rl_ws *ws); /* only one that never started */
 /* Take over c (once its 101 is queued): frames are parsed from now on,
  * those that came with the request first (from the flusher). */

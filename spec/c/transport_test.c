@@ -60,8 +60,8 @@ static void p_eof(rl_conn *c, int err) {
 }
 static int queued_writes; /* connections whose queue went to uv_write */
 static void p_free(rl_conn *c) { queued_writes += c->backlogged; }
-static const rl_proto writer = {p_noop, p_eof,  p_noop, p_noop,
-                                p_noop, p_noop, p_noop, p_free};
+static const rl_proto writer = {p_noop, p_eof,  p_noop, p_noop, p_noop,
+                                p_noop, p_noop, p_free, NULL};
 
 /* round 3: per connection, whether on_close ran and upcalls after it */
 static int closed_up[NCLIENTS], late_upcalls;
