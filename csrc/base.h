@@ -19,10 +19,12 @@
  *                                 coroutine tasks, timers
  *   http.h    http.c, response.c  protocol: HTTP/1.1 requests and responses
  *   ws.h      websocket.c         protocol: RFC 6455 frames
+ *   client.h  client.c            protocol: HTTP/1.1, the client's side
  *   channel.h channel.c           channels over both protocols
  *   group.h   group.c             groups of channels, broadcast
  *   ring.h    ring.c              Ring: request and response tables, bodies
  *   server.h  server.c            servers: a listener, a handler, exchanges
+ *   lclient.h lclient.c           ringlet.client, the client's Lua binding
  *   fs.h      fs.c                ringlet.stat, ringlet.realpath
  *             lringlet.c          the Lua module, require "ringlet"
  */
