@@ -70,6 +70,8 @@ void rl__client_lib_close(rl_ctx *ctx) {
   }
 }
 
+static void let_go(lc_call *x);
+
 /* ---- waiting ------------------------------------------------------------- */
 
 static int lc_ready(void *ud) {
@@ -122,6 +124,11 @@ static int lc_wait(lua_State *L, lc_call *x, int want, lc_step next) {
                          "start while the loop runs)");
   if (mode == 0) {
     rl__run_until(x->ctx, lc_ready, x, 0);
+    if (!lc_ready(x)) { /* (the loop ran out of work: cannot happen) */
+      x->done = x->failed = 1;
+      snprintf(x->errbuf, sizeof x->errbuf, "closed");
+      let_go(x);
+    }
     return next(L, x);
   }
   x->task = rl__current_task(L);
@@ -819,7 +826,10 @@ static lc_call *begin(lua_State *L, int mode) {
   }
   lua_replace(L, X_OPTS);
   lua_settop(L, X_OPTS);
-  lua_newtable(L); /* X_CHOPTS */
+  if (mode == LC_WEBSOCKET)
+    lua_newtable(L); /* X_CHOPTS */
+  else
+    lua_pushnil(L);
   lc_call *x = lua_newuserdatauv(L, sizeof *x, 0);
   memset(x, 0, sizeof *x);
   luaL_setmetatable(L, LC_MT);
