@@ -217,6 +217,8 @@ static int on_field(llhttp_t *p, const char *at, size_t n) {
       return h_fail(r, "out of memory");
     r->field_open = 1;
   }
+  if (n == 0)
+    return 0; /* (an empty name: hdrs.base may still be NULL) */
   if (rl__buf_reserve(&r->hdrs, n))
     return h_fail(r, "out of memory");
   char *w = r->hdrs.base + r->hdrs.len;
@@ -252,6 +254,8 @@ static int on_headers_complete(llhttp_t *p) {
   r->status = p->status_code;
   r->http_minor = p->http_minor;
   r->field_open = 0;
+  if (r->status < 100 || r->status > 999) /* llhttp 8 lets "HTTP/1.0 " by */
+    return h_fail(r, "bad response: no status code");
   if (r->status >= 100 && r->status < 200 && r->status != 101)
     return 0; /* informational: its message completes at once */
   r->head_done = 1;
@@ -677,7 +681,7 @@ static void cc_read(rl_conn *c) {
   } else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
     c->in_pos += (size_t)(llhttp_get_error_pos(&r->parser) - p);
   } else {
-    if (r->err == NULL || e != HPE_USER) {
+    if (r->err == NULL) { /* (else a callback of ours said why) */
       snprintf(r->errbuf, sizeof r->errbuf, "bad response: %s",
                llhttp_get_error_reason(&r->parser));
       r->err = r->errbuf;

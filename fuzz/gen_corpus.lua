@@ -11,6 +11,9 @@
 --   websocket  frames after the handshake, raw and described, modeled on
 --              spec/websocket_spec.lua's cases
 --   response   handler results of every kind (app_response.lua's format)
+--   client     answers a server gives ringlet.client: framings, limits,
+--              redirects, informational heads, WebSocket handshakes (with
+--              "@ACCEPT@") and frames (app_client.lua's calls)
 --
 -- Each target's input format is described at the top of its fuzz_*.c.
 
@@ -425,6 +428,52 @@ for i, name in ipairs(names) do
     .. other .. r)
 end
 
-for _, t in ipairs({ "http", "proxy", "websocket", "response" }) do
+-- ---- client -------------------------------------------------------------------
+
+reset("client")
+local A = {
+  length = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+  chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    .. "6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n",
+  close_delimited = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
+  cut_length = "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+  cut_chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc",
+  continue = "HTTP/1.1 100 Continue\r\n\r\n"
+    .. "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+  no_content = "HTTP/1.1 204 No Content\r\nX-A: 1\r\nX-A: 2\r\n\r\n",
+  not_modified = "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+  redirect = "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+  big_header = "HTTP/1.1 200 OK\r\nX-Big: " .. ("v"):rep(600) .. "\r\nContent-Length: 1\r\n\r\nx",
+  big_body = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" .. ("b"):rep(100),
+  two = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"
+    .. "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb",
+  garbage = "HTTX/1.1 200 OK\r\n\r\n",
+  bad_length = "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nx",
+}
+local WS_HEAD = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+  .. "Connection: Upgrade\r\nSec-WebSocket-Accept: @ACCEPT@\r\n\r\n"
+local W = {
+  ws_text = WS_HEAD .. c(0x81, 2) .. "hi" .. c(0x88, 2, 3, 232),
+  ws_binary_fragments = WS_HEAD .. c(0x02, 1) .. "a" .. c(0x80, 1) .. "b" .. c(0x89, 0)
+    .. c(0x8a, 1) .. "p" .. c(0x88, 0),
+  ws_masked = WS_HEAD .. c(0x81, 0x82, 1, 2, 3, 4) .. "xy",
+  ws_long = WS_HEAD .. c(0x82, 126, 0, 200) .. ("z"):rep(200),
+  ws_bad_utf8 = WS_HEAD .. c(0x81, 2, 0xc3, 0x28),
+  ws_refused = "HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\nno way",
+  ws_wrong_accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    .. "Connection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+}
+for name, a in pairs(A) do
+  write("client", name, c(0, 0) .. a)
+  write("client", name .. "-head", c(1, 0) .. a)
+  write("client", name .. "-stream-split", c(2, 7) .. a)
+  write("client", name .. "-limits", c(12, 1) .. a)
+end
+for name, a in pairs(W) do
+  write("client", name, c(3, 0) .. a)
+  write("client", name .. "-split", c(3 | 16, 3) .. a)
+end
+
+for _, t in ipairs({ "http", "proxy", "websocket", "response", "client" }) do
   print(("%s: %d seeds"):format(t, written[t] or 0))
 end

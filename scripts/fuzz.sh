@@ -17,7 +17,7 @@ ROOT=$PWD
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http websocket proxy response)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(http websocket proxy response client)
 BUILD=$ROOT/build-fuzz
 
 if ! command -v clang >/dev/null; then

@@ -12,7 +12,7 @@ if BIN:sub(1, 1) ~= "/" then BIN = helper.ROOT .. "/" .. BIN end
 local DIR = BIN:match("^(.*)/[^/]*$") or "."
 local SANITIZED = os.getenv("RINGLET_SANITIZE")
 
-local TARGETS = { "http", "websocket", "proxy", "response" }
+local TARGETS = { "http", "websocket", "proxy", "response", "client" }
 
 local function files(dir)
   local out = {}
