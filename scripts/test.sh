@@ -61,5 +61,12 @@ else
   passed=$((passed + ok))
   failed=$((failed + bad + err))
 fi
+# A user's specs, as a user runs them (ringlet.test in busted's own
+# process, so the plain build only); no ";" in --cpath/--lpath: busted's
+# --lua re-runs itself through sh, unquoted
+if [ "$BUILD" = build ]; then
+  step "examples/spec (a user's busted specs)" busted --lua=lua5.4 \
+    --cpath="$BUILD/?.so" --lpath=lua/?.lua -o utfTerminal examples/spec
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
