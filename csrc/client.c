@@ -378,6 +378,7 @@ static void finish(rl_creq *r, const char *err) {
 static void send_request(rl_creq *r, rl_conn *c) {
   llhttp_init(&r->parser, HTTP_RESPONSE, &settings);
   r->parser.data = r;
+  r->sent = 1;
   rl__conn_write(c, r->out.base, r->out.len);
   rl__conn_read_start(c);
 }
@@ -541,6 +542,7 @@ static int retry(rl_creq *r) {
     return 0;
   r->retried = 1;
   r->reused = 0;
+  r->sent = 0;
   open_new(r);
   return 1;
 }
@@ -548,14 +550,16 @@ static int retry(rl_creq *r) {
 void rl__creq_write(rl_creq *r, const char *p, size_t n) {
   if (r->state == RL_CREQ_DONE || n == 0)
     return;
+  /* until the head is on the connection, pieces join it in r->out */
+  int direct = r->conn && r->sent;
   rl_buf tmp = {0};
-  rl_buf *b = r->conn ? &tmp : &r->out;
+  rl_buf *b = direct ? &tmp : &r->out;
   if (r->chunked)
     rl__buf_printf(b, "%zx\r\n", n);
   rl__buf_append(b, p, n);
   if (r->chunked)
     rl__buf_append(b, "\r\n", 2);
-  if (r->conn) {
+  if (direct) {
     rl__conn_write(r->conn, tmp.base, tmp.len);
     rl__buf_free(&tmp);
   }
@@ -565,7 +569,7 @@ void rl__creq_end(rl_creq *r) {
   if (!r->body_open)
     return;
   if (r->chunked && r->state != RL_CREQ_DONE) {
-    if (r->conn)
+    if (r->conn && r->sent)
       rl__conn_write(r->conn, "0\r\n\r\n", 5);
     else
       rl__buf_append(&r->out, "0\r\n\r\n", 5);
@@ -574,7 +578,7 @@ void rl__creq_end(rl_creq *r) {
 }
 
 size_t rl__creq_buffered(const rl_creq *r) {
-  return r->conn ? rl__conn_buffered(r->conn) : r->out.len;
+  return r->conn && r->sent ? rl__conn_buffered(r->conn) : r->out.len;
 }
 
 void rl__creq_deadline(rl_creq *r, uint64_t ms) {

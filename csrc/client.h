@@ -74,6 +74,7 @@ struct rl_creq {
   uint8_t in_execute; /* llhttp_execute is running */
   uint8_t msg_done;   /* the message is complete */
   uint8_t in_connect; /* rl__conn_connect is running */
+  uint8_t sent;       /* r->out went to the connection */
   int last_err;       /* of the last connection attempt */
   const char *err;    /* why it failed, once it did */
   char errbuf[300];   /* err, when it names something */

@@ -325,12 +325,18 @@ enum {
   H_WS = 32 /* a header the WebSocket handshake owns */
 };
 
+#define BAD(...)                                                               \
+  do {                                                                         \
+    snprintf(x->errbuf, sizeof x->errbuf, __VA_ARGS__);                        \
+    return -1;                                                                 \
+  } while (0)
+
 /* Append the caller's headers (the table at hidx) to b; returns the H_*
- * they include, or raises on a bad one. Content-Length and
- * Transfer-Encoding are left out (the client frames the body) unless
+ * they include, or -1 with "bad request: ..." in x->errbuf. Content-Length
+ * and Transfer-Encoding are left out (the client frames the body) unless
  * keep_framing. */
-static int put_headers(lua_State *L, int hidx, rl_buf *b, int keep_framing,
-                       int websocket) {
+static int put_headers(lua_State *L, lc_call *x, int hidx, rl_buf *b,
+                       int keep_framing, int websocket) {
   int seen = 0;
   if (hidx == 0)
     return 0;
@@ -338,10 +344,10 @@ static int put_headers(lua_State *L, int hidx, rl_buf *b, int keep_framing,
   while (lua_next(L, hidx)) {
     size_t nl, vl;
     if (lua_type(L, -2) != LUA_TSTRING)
-      luaL_error(L, "bad request: header names must be strings");
+      BAD("bad request: header names must be strings");
     const char *name = lua_tolstring(L, -2, &nl);
     if (!is_token(name, nl))
-      luaL_error(L, "bad request: header name '%s' is not a token", name);
+      BAD("bad request: header name '%.64s' is not a token", name);
     int flag = header_is(name, nl, "host")                ? H_HOST
                : header_is(name, nl, "content-length")    ? H_CLEN
                : header_is(name, nl, "transfer-encoding") ? H_TE
@@ -353,10 +359,7 @@ static int put_headers(lua_State *L, int hidx, rl_buf *b, int keep_framing,
          header_is(name, nl, "sec-websocket-key") ||
          header_is(name, nl, "sec-websocket-version") ||
          header_is(name, nl, "sec-websocket-protocol")))
-      luaL_error(L,
-                 "bad request: the handshake's header '%s' is the "
-                 "client's",
-                 name);
+      BAD("bad request: the handshake's header '%.64s' is the client's", name);
     seen |= flag;
     int skip = !keep_framing && (flag == H_CLEN || flag == H_TE);
     int vidx = lua_gettop(L);
@@ -367,13 +370,12 @@ static int put_headers(lua_State *L, int hidx, rl_buf *b, int keep_framing,
       else
         lua_pushvalue(L, vidx);
       if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L,
-                   "bad request: header '%s' must be a string or an "
-                   "array of strings",
-                   name);
+        BAD("bad request: header '%.64s' must be a string or an array of "
+            "strings",
+            name);
       const char *v = lua_tolstring(L, -1, &vl);
       if (bad_value(v, vl))
-        luaL_error(L, "bad request: header '%s' has CR, LF or NUL", name);
+        BAD("bad request: header '%.64s' has CR, LF or NUL", name);
       if (!skip) {
         rl__buf_append(b, name, nl);
         rl__buf_append(b, ": ", 2);
@@ -511,7 +513,12 @@ static int start_exchange(lua_State *L, lc_call *x, int websocket) {
   if (!hidx && !lua_isnil(L, -1))
     return luaL_error(L, "ringlet.client: the option 'headers' must be a "
                          "table");
-  int seen = put_headers(L, hidx, b, x->iter_body, websocket);
+  int seen = put_headers(L, x, hidx, b, x->iter_body, websocket);
+  if (seen < 0) {
+    lua_settop(L, top);
+    let_go(x);
+    return -1;
+  }
   if (!(seen & H_HOST)) {
     rl__buf_append(b, "Host: ", 6);
     if (u.bracketed)
