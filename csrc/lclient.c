@@ -873,13 +873,16 @@ static int piece_step(lua_State *L, lc_call *x) {
   if (x->failed) {
     let_go(x);
     lua_pushstring(L, x->errbuf);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, lua_upvalueindex(2), "error"); /* res.error */
     return 2;
   }
   let_go(x); /* complete: the connection went back to the pool */
   return 1;
 }
 
-/* res.body(): the next piece, nil at the end, nil, err */
+/* res.body() (upvalues: the call, res): the next piece, nil at the end,
+ * nil, err */
 static int stream_next(lua_State *L) {
   lc_call *x = lua_touserdata(L, lua_upvalueindex(1));
   if (x->body.len == 0 && !x->done && x->r)
@@ -904,7 +907,8 @@ static int stream_head_step(lua_State *L, lc_call *x) {
     return fail_result(L, x);
   push_response(L, x, 0);
   lua_pushvalue(L, X_CALL);
-  lua_pushcclosure(L, stream_next, 1);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, stream_next, 2);
   lua_setfield(L, -2, "body");
   lua_pushvalue(L, X_CALL);
   lua_pushcclosure(L, stream_close, 1);
