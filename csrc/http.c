@@ -819,10 +819,14 @@ static void tell_done(rl_http *h) {
 
 /* The server is stopping: idle connections close now, streams end now
  * (on_close fires), busy ones finish their response and close. */
+/* The server is stopping: an idle connection closes now; a response in
+ * progress, a stream or a long poll included, goes on (with Connection:
+ * close, or the connection closing after it) until it ends or the stop's
+ * timeout closes what is left. */
 static void http_goaway(rl_conn *c) {
   rl_http *h = c->data;
   h->goaway = 1;
-  if (h->state == RL_STREAM || (h->state == RL_READING && !h->in_message))
+  if (h->state == RL_READING && !h->in_message)
     rl__http_close(h);
   else
     h->keep_alive = 0;

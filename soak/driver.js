@@ -78,6 +78,13 @@ const TEXT_POOL = Buffer.from(Array.from({ length: 4096 }, (_, i) =>
 // ---- small helpers -------------------------------------------------------
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// the driver's own event-loop delay: a client's lateness, not the server's
+const loopDelay = require('perf_hooks').monitorEventLoopDelay({ resolution: 20 });
+loopDelay.enable();
+function loopDelayMs() {
+  const ms = (ns) => Math.round(ns / 1e6);
+  return { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) };
+}
 const rand = (lo, hi) => lo + Math.floor(Math.random() * (hi - lo + 1));
 const pick = (a) => a[Math.floor(Math.random() * a.length)];
 const now = () => Date.now();
@@ -91,6 +98,7 @@ const failures = {}; // kind -> failed checks (and errors of good clients)
 const failSamples = []; // the first failures in full
 const chaos = {}; // kind -> events injected
 const outcomes = {}; // what chaos clients saw, by kind
+const maxes = {}; // the longest a paused reader took to get the rest
 function count(t, k, n = 1) { t[k] = (t[k] || 0) + n; }
 function pass(kind, n = 1) { count(checks, kind, n); }
 function fail(kind, detail) {
@@ -115,6 +123,27 @@ const inflight = new Set();
 const stopOps = {}; // kind -> outcome -> count
 const stopLate = {}; // kind -> completed ms after the stop (max)
 const stopErrors = {};
+const STOP_TIMEOUT = 1000; // the CLI's graceful-stop timeout (csrc/cli.c)
+const stopVerdict = {}; // what became of the operations in flight, by class
+const stopCut = []; // those that did not complete, each in full
+// Why an operation in flight at the stop did not complete, as a class:
+// those the server ends at once by design (HTTP streams and polls, a
+// WebSocket's messages when it sends 1001), requests it had not begun
+// (pipelined behind the response in progress, or sent on a connection the
+// stop closed as idle), those due too late to finish within the timeout,
+// and the rest: cut short though they had time to finish.
+function stopClass(op, outcome) {
+  if (outcome === 'completed') return 'completed';
+  if (/^(stream|poll)/.test(op.kind)) return 'HTTP stream or poll ended at once by the stop';
+  if (/^ws\./.test(op.kind) && /^ws closed 1001/.test(outcome)) return 'WebSocket message pending at the 1001';
+  const due = op.info && op.info.due !== undefined ? op.info.due - stopSent : null;
+  if (due !== null && due > STOP_TIMEOUT + 200) return 'due after the timeout';
+  if (due !== null && due > STOP_TIMEOUT - 200) return 'due within 200 ms of the timeout';
+  if (/^(get|pipelined)$/.test(op.kind) && (outcome === 'unanswered' || outcome === 'closed')) {
+    return 'request not begun by the server (unanswered)';
+  }
+  return 'CUT SHORT with time to finish';
+}
 function begin(kind, info) {
   const op = { kind, t: now(), info, atStop: false };
   inflight.add(op);
@@ -124,6 +153,14 @@ function end(op, outcome) { // outcome: 'completed' or why it did not
   if (!inflight.delete(op)) return;
   if (op.atStop) {
     count(stopOps[op.kind] || (stopOps[op.kind] = {}), outcome);
+    const cls = stopClass(op, outcome);
+    count(stopVerdict, cls);
+    if (outcome !== 'completed' && stopCut.length < 300) {
+      stopCut.push({ kind: op.kind, outcome, class: cls, begun_ms_before: stopSent - op.t,
+        ended_ms_after: now() - stopSent,
+        due_ms_after: op.info && op.info.due !== undefined ? op.info.due - stopSent : undefined,
+        bytes: op.info && op.info.bytes });
+    }
     if (outcome === 'completed') {
       stopLate[op.kind] = Math.max(stopLate[op.kind] || 0, now() - stopSent);
     }
@@ -398,8 +435,9 @@ function pipelined(idx) {
         let r;
         try {
           r = await answers[i];
-        } catch (e) {
-          for (let j = i; j < depth; j++) end(ops[j], e.code || e.message);
+        } catch (e) { // the requests queued behind this one were not begun
+          end(ops[i], e.code === 'closed' || e.code === 'unanswered' ? 'unanswered' : e.code || e.message);
+          for (let j = i + 1; j < depth; j++) end(ops[j], 'unanswered');
           throw e;
         }
         end(ops[i], 'completed');
@@ -679,17 +717,17 @@ function wsGood(idx) {
         const what = pick(['text', 'text', 'binary', 'binary', 'frag', 'frag', 'large', 'push']);
         if (what === 'text') {
           const d = textPayload(rand(1, 2000));
-          fifo.push({ data: d, binary: false, op: begin('ws.echo') });
+          fifo.push({ data: d, binary: false, op: begin('ws.echo', { bytes: d.length }) });
           ws.send(d, { binary: false });
         } else if (what === 'binary') {
           const off = rand(0, 4096);
           const d = POOL.subarray(off, off + rand(0, 4000));
-          fifo.push({ data: d, binary: true, op: begin('ws.echo') });
+          fifo.push({ data: d, binary: true, op: begin('ws.echo', { bytes: d.length }) });
           ws.send(d, { binary: true });
         } else if (what === 'frag') { // fragments cut anywhere, inside UTF-8 characters too
           const binary = Math.random() < 0.5;
           const d = binary ? POOL.subarray(0, rand(1, 200000)) : textPayload(rand(2, 4000));
-          fifo.push({ data: d, binary, op: begin('ws.echo') });
+          fifo.push({ data: d, binary, op: begin('ws.echo', { bytes: d.length }) });
           const parts = rand(2, 6);
           let at = 0;
           for (let p = 0; p < parts; p++) {
@@ -703,7 +741,7 @@ function wsGood(idx) {
           const size = Math.random() < 0.3 ? MAX_WS : rand(65536, MAX_WS);
           const off = rand(0, POOL.length - size);
           const d = POOL.subarray(off, off + size);
-          fifo.push({ data: d, binary: true, op: begin('ws.echo') });
+          fifo.push({ data: d, binary: true, op: begin('ws.echo', { bytes: d.length }) });
           ws.send(d, { binary: true });
           if (size === MAX_WS) count(checks, 'ws.at-limit-sent');
         } else {
@@ -768,6 +806,7 @@ function slowBody() {
     for (let i = 0; i < n && !c.closed; i++) {
       await sleep(1000);
       c.write(body.subarray(i, i + 1));
+      op.info.due = now() + (n - i - 1) * 1000; // (timers drift under load)
     }
     let r;
     try { r = await answer; } catch (e) { end(op, e.code || e.message); throw e; }
@@ -937,10 +976,21 @@ const chaosKinds = {
       ws._socket.pause();
       await sleep(pauseMs);
       ws._socket.resume();
+      // the first push (a lagging loop runs a timer before the I/O it
+      // waited on, so a short stall window alone could end before any
+      // arrives), then until none came for 2 s
+      const resumed = now();
+      while (k === 0 && now() - resumed < OP_TIMEOUT && ws.readyState === WebSocket.OPEN) await sleep(100);
       let last = k;
-      for (;;) { await sleep(500); if (k === last) break; last = k; }
+      for (;;) { await sleep(2000); if (k === last) break; last = k; }
       // a prefix of the pushes, in order: the rest were refused (send buffer full)
-      check('stop_reading.ws-prefix', ok && k > 0 && k < n, () => `paused ws got ${k} of ${n} pushes ok=${ok}`);
+      if (stopSent !== null && ok && k === 0) { // the stop's 1001 came first
+        count(outcomes, 'stop_reading.ws_push: closed by the stop before any push');
+        ws.terminate();
+        return;
+      }
+      check('stop_reading.ws-prefix', ok && k > 0 && k < n, () => `paused ws got ${k} of ${n} pushes ok=${ok} ` +
+        `(${now() - resumed} ms after the resume; socket bytesRead ${ws._socket.bytesRead}, state ${ws.readyState})`);
       count(outcomes, `stop_reading.ws_push got ${k < n ? 'a prefix' : 'all'}`);
       ws.close(1000);
       await closed(ws, 5000);
@@ -948,10 +998,12 @@ const chaosKinds = {
       return;
     }
     const c = await HttpConn.open();
-    const chunks = 256;
+    const chunks = 128; // 8 MiB, as /big
     const size = 65536;
+    // (an iterator body goes 64 KiB a loop turn: next to bulk transfers it
+    // takes tens of seconds; README, "Noticed")
     const answer = c.request(get(v === 'big' ? '/big?n=8388608' : `/bigstream?n=${chunks}&size=${size}`),
-      'GET', OP_TIMEOUT + pauseMs);
+      'GET', 4 * OP_TIMEOUT + pauseMs);
     answer.catch(() => {});
     await sleep(rand(0, 100));
     c.sock.pause();
@@ -959,10 +1011,18 @@ const chaosKinds = {
     if (Math.random() < 0.3) { c.destroy(); count(outcomes, 'stop_reading.gone'); return; }
     const atResume = c.cur ? c.cur.got : -1;
     c.sock.resume();
+    const resumed = now();
     let r;
     try {
       r = await answer;
-    } catch (e) { // a reader that came back must get the rest
+      const secs = (now() - resumed) / 1000;
+      maxes[`stop_reading.${v} s after the resume`] = Math.max(maxes[`stop_reading.${v} s after the resume`] || 0, secs);
+    } catch (e) { // a reader that came back must get the rest (unless the stop came first)
+      if (stopSent !== null) {
+        count(outcomes, `stop_reading.${v}: cut by the stop's timeout, ${e.partial} bytes read`.replace(/\d{4,}/, (d) => `~${Math.round(d / 1048576)} MiB`));
+        c.destroy();
+        return;
+      }
       if (process.env.SOAK_SS && c.localPort) { // the connection as the kernel sees it
         try {
           e.message += '\n' + require('child_process').execSync(
@@ -1108,7 +1168,8 @@ async function main() {
       latest_completion_ms_after_stop: stopLate, never_ended: never,
       websockets_open_at_stop: openWs, websocket_close_codes: wsStop,
       latest_ws_close_ms_after_stop: wsStopLate,
-      errors_after_stop: stopErrors,
+      errors_after_stop: stopErrors, stop_verdict: stopVerdict, not_completed: stopCut,
+      driver_loop_delay_ms: loopDelayMs(),
       checks, failures, failure_samples: failSamples, chaos, chaos_outcomes: outcomes,
     };
     finish(report);
@@ -1118,7 +1179,7 @@ async function main() {
   await sleep(DURATION * 1000);
   running = false;
   const tEnd = now();
-  const done = await Promise.race([Promise.all(tasks).then(() => true), sleep(60000).then(() => false)]);
+  const done = await Promise.race([Promise.all(tasks).then(() => true), sleep(150000).then(() => false)]);
   const drained = (now() - tEnd) / 1000;
   await sleep(SETTLE * 1000);
   let stats;
@@ -1141,6 +1202,7 @@ async function main() {
     checks, checks_total: Object.values(checks).reduce((a, b) => a + b, 0),
     failures, failure_samples: failSamples,
     chaos, chaos_total: Object.values(chaos).reduce((a, b) => a + b, 0), chaos_outcomes: outcomes,
+    slowest_after_resume_s: maxes, driver_loop_delay_ms: loopDelayMs(),
     channels, server_errors: stats.errors, by_kind: stats.by_kind,
     requests_seen_by_app: stats.requests - (statsBefore ? statsBefore.requests : 0),
     broadcasts: stats.broadcasts, deliveries: stats.deliveries, push_refused: stats.push_refused,

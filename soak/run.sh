@@ -3,7 +3,8 @@
 #
 #   soak/run.sh [--duration S] [--clients N] [--rounds R] [--trim] [--out DIR]
 #                                          (default 600 s, 400 clients, 1 round)
-#   soak/run.sh --stop-at S [--clients N] [--out DIR]        graceful-stop mode
+#   soak/run.sh --stop-at S [--clients N] [--only K1,K2] [--out DIR]
+#                                                            graceful-stop mode
 #
 # --rounds R runs the load R times against the same server (RSS and fds
 # sampled after each, 10 s after its end): retention shows as a first step
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --only) ONLY=(--only "$2"); shift 2 ;;
     --trim) TUNABLES=glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072; shift ;;
-    *) echo "usage: soak/run.sh [--duration S] [--clients N] [--stop-at S] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: soak/run.sh [--duration S] [--clients N] [--rounds R] [--only K1,K2] [--trim] [--stop-at S] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 OUT=${OUT:-/tmp/ringlet-soak.$(date +%Y%m%d-%H%M%S)}
@@ -98,7 +99,7 @@ SAMPLER=$!
 
 T0=$(date +%s)
 if [ -n "$STOP_AT" ]; then
-  node soak/driver.js --port "$PORT" --clients "$CLIENTS" --stop-at "$STOP_AT" \
+  node soak/driver.js --port "$PORT" --clients "$CLIENTS" --stop-at "$STOP_AT" "${ONLY[@]}" \
     --pid "$PID" --out "$OUT/driver.json" >"$OUT/driver.out" 2>"$OUT/driver.err" &
   DRIVER=$!
   # the server's exit: status and time after the stop

@@ -14,6 +14,9 @@ for (const f of (r.failure_samples || []).slice(0, 15)) {
 }
 console.log(`chaos events: ${sum(r.chaos)} — ${list(r.chaos)}`);
 console.log(`chaos outcomes: ${list(r.chaos_outcomes)}`);
+const d = r.driver_loop_delay_ms;
+if (d) console.log(`the driver's own event-loop delay (its lateness, not the server's): p50 ${d.p50} ms, p99 ${d.p99} ms, max ${d.max} ms`);
+if (r.slowest_after_resume_s) console.log(`paused readers, the longest to get the rest after the resume: ${Object.entries(r.slowest_after_resume_s).map(([k, v]) => `${k.replace(' s after the resume', '')} ${v.toFixed(1)} s`).join(', ')}`);
 if (r.mode === 'soak') {
   const c = r.channels;
   console.log(`clients finished ${r.clients_done ? 'all' : 'NOT ALL'} within ${r.drain_s.toFixed(1)} s of the end`);
@@ -30,6 +33,26 @@ if (r.mode === 'soak') {
     console.log(`  ${k}: ${list(o)}${r.latest_completion_ms_after_stop[k] !== undefined ? ` (last completed ${r.latest_completion_ms_after_stop[k]} ms after the stop)` : ''}`);
   }
   console.log(`never ended: ${list(r.never_ended)}`);
+  const late = Math.max(0, ...Object.values(r.latest_completion_ms_after_stop || {}));
+  console.log(`the latest completion: ${late} ms after the stop`);
+  console.log(`verdict on the operations in flight: ${list(r.stop_verdict)}`);
+  const v = r.stop_verdict || {};
+  console.log(`CUT SHORT though they had time to finish: ${v['CUT SHORT with time to finish'] || 0}; ` +
+    `HTTP streams and polls ended at once (the server's design): ${v['HTTP stream or poll ended at once by the stop'] || 0}`);
+  // those that did not complete: HTTP streams and polls (which the server
+  // ends at once) as counts, the others one by one (times in seconds)
+  const byDesign = /^HTTP stream or poll/;
+  const groups = {};
+  const s1 = (ms) => (ms / 1000).toFixed(1);
+  for (const o of r.not_completed || []) {
+    const k = byDesign.test(o.class) ? `${o.class}: ${o.kind.replace(/ due in .*/, '')} ${o.outcome}` :
+      `${o.class}: ${o.kind} ${o.outcome}` +
+      (o.due_ms_after !== undefined ? `, due ${s1(o.due_ms_after)} s after the stop` : '') +
+      (o.bytes !== undefined ? `, ${o.bytes} bytes` : '') +
+      `, begun ${(o.begun_ms_before / 1000).toFixed(o.begun_ms_before < 1000 ? 2 : 1)} s before it, ended ${s1(o.ended_ms_after)} s after`;
+    groups[k] = (groups[k] || 0) + 1;
+  }
+  for (const [k, n] of Object.entries(groups).sort()) console.log(`  ${n} × ${k}`);
   console.log(`WebSockets open at the stop: ${r.websockets_open_at_stop}; close codes they got: ${list(r.websocket_close_codes)} (the last ${r.latest_ws_close_ms_after_stop} ms after the stop)`);
-  console.log(`errors after the stop (well-behaved clients): ${list(r.errors_after_stop)}`);
+  console.log(`failed checks and errors of well-behaved clients after the stop: ${list(r.errors_after_stop)}`);
 }

@@ -485,3 +485,58 @@ return { handler = function(req) return { body = req.remote_addr } end,
     end)
   end)
 end)
+
+describe("a graceful stop (SIGTERM)", function()
+  -- The CLI stops its servers with a 1 s timeout: what ends within it
+  -- completes, an HTTP stream and a long poll too; what does not is cut.
+  local APP = [[
+local ringlet = require "ringlet"
+return function(req)
+  if req.uri == "/stream" then -- 5 lines, 100 ms apart
+    return ringlet.as_channel(req, { on_open = function(ch)
+      for i = 1, 5 do
+        ringlet.sleep(100)
+        ch:send("line " .. i .. "\n", { close = i == 5 })
+      end
+    end })
+  elseif req.uri == "/poll" then -- answered after 300 ms
+    return ringlet.as_channel(req, { on_open = function(ch)
+      ringlet.timer(300, function() ch:send("polled", { close = true }) end)
+    end })
+  elseif req.uri == "/forever" then
+    return ringlet.as_channel(req, { on_open = function(ch)
+      while ch:is_open() do ch:send("tick\n") ringlet.sleep(50) end
+    end })
+  end
+  return { body = "ok" }
+end
+]]
+
+  it("lets streams and polls that end within the timeout end, and cuts "
+    .. "the rest", function()
+    local srv = helper.start(APP)
+    local function open(path)
+      local s = assert(helper.connect(srv.port))
+      assert(s:send("GET " .. path .. " HTTP/1.1\r\nHost: h\r\n\r\n"))
+      return s
+    end
+    local stream, poll, forever = open("/stream"), open("/poll"), open("/forever")
+    socket.sleep(0.15) -- all three are in flight
+    srv:signal("TERM")
+    local function all(s)
+      local out, err, partial = s:receive("*a")
+      s:close()
+      return out or partial, err
+    end
+    local st = all(stream)
+    assert.truthy(st:find("line 5\n\r\n0\r\n\r\n$"), st)
+    local po = all(poll)
+    assert.truthy(po:find("^HTTP/1.1 200"), po)
+    assert.truthy(po:lower():find("connection: close"), po)
+    assert.truthy(po:find("\r\n\r\npolled$"), po)
+    local fo = all(forever)
+    assert.truthy(fo:find("tick"), fo)
+    assert.falsy(fo:find("\r\n0\r\n\r\n$"), "an endless stream is cut")
+    assert.equal(0, srv:stop(), srv:stderr())
+  end)
+end)
