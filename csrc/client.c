@@ -30,6 +30,8 @@ struct rl_client {
   int pool_size;
   uint64_t idle_ms;
   int closing;
+  struct rl_ctimer *spare; /* stopped timers kept for the next exchanges */
+  int nspare;
 };
 
 /* The idle connections to one host and port, most recently used first */
@@ -37,7 +39,8 @@ struct rl_pool {
   rl_pool *next;
   rl_cconn *idle;
   int nidle;
-  char key[]; /* "host:port" */
+  uint16_t port;
+  char host[]; /* lower-case, as the caller gave it */
 };
 
 /* A connection's client state, in its ext area */
@@ -52,7 +55,10 @@ struct rl_cconn {
 struct rl_ctimer {
   uv_timer_t h; /* data: the exchange, NULL once freed */
   rl_io *io;
+  struct rl_ctimer *next; /* on the client's spare list */
 };
+
+#define RL_SPARE_TIMERS 64
 
 typedef struct rl_gai {
   uv_getaddrinfo_t req;
@@ -66,7 +72,14 @@ static void connect_next(rl_creq *r);
 
 /* ---- the client and its pool --------------------------------------------- */
 
+static void timer_closed(uv_handle_t *h);
+
 static void client_free(rl_client *cl) {
+  while (cl->spare) {
+    struct rl_ctimer *t = cl->spare;
+    cl->spare = t->next;
+    uv_close((uv_handle_t *)&t->h, timer_closed);
+  }
   while (cl->pools) {
     rl_pool *p = cl->pools;
     cl->pools = p->next;
@@ -120,6 +133,12 @@ void rl__client_close_idle(rl_client *cl) {
 
 void rl__client_close(rl_client *cl) {
   cl->closing = 1;
+  while (cl->spare) {
+    struct rl_ctimer *t = cl->spare;
+    cl->spare = t->next;
+    uv_close((uv_handle_t *)&t->h, timer_closed);
+  }
+  cl->nspare = 0;
   for (rl_creq *r = cl->reqs, *next; r; r = next) {
     next = r->cnext; /* on_done frees r */
     finish(r, "closed");
@@ -131,20 +150,19 @@ void rl__client_close(rl_client *cl) {
 
 static rl_pool *pool_of(rl_client *cl, const char *host, uint16_t port,
                         int create) {
-  char key[300];
-  snprintf(key, sizeof key, "%s:%u", host, (unsigned)port);
   for (rl_pool *p = cl->pools; p; p = p->next)
-    if (strcmp(p->key, key) == 0)
+    if (p->port == port && strcmp(p->host, host) == 0)
       return p;
   if (!create)
     return NULL;
-  size_t n = strlen(key) + 1;
+  size_t n = strlen(host) + 1;
   rl_pool *p = malloc(sizeof *p + n);
   if (p == NULL)
     return NULL;
   p->idle = NULL;
   p->nidle = 0;
-  memcpy(p->key, key, n);
+  p->port = port;
+  memcpy(p->host, host, n);
   p->next = cl->pools;
   cl->pools = p;
   return p;
@@ -511,15 +529,21 @@ int rl__creq_start(rl_creq *r) {
     r->err = "closed";
     return -1;
   }
-  r->timer = malloc(sizeof *r->timer);
-  if (r->timer == NULL) {
-    r->err = "out of memory";
-    return -1;
+  if (cl->spare) { /* a timer of an earlier exchange: no init, no close */
+    r->timer = cl->spare;
+    cl->spare = r->timer->next;
+    cl->nspare--;
+  } else {
+    r->timer = malloc(sizeof *r->timer);
+    if (r->timer == NULL) {
+      r->err = "out of memory";
+      return -1;
+    }
+    uv_timer_init(cl->io->loop, &r->timer->h);
+    r->timer->io = cl->io;
+    cl->io->handles++;
   }
-  uv_timer_init(cl->io->loop, &r->timer->h);
   r->timer->h.data = r;
-  r->timer->io = cl->io;
-  cl->io->handles++;
   if (r->timeout)
     uv_timer_start(&r->timer->h, timer_cb, r->timeout, 0);
   r->state = RL_CREQ_RUNNING;
@@ -624,11 +648,18 @@ void rl__creq_free(rl_creq *r) {
     detach(r);
     rl__conn_close(c);
   }
+  rl_client *cl = r->cl;
   if (r->timer) {
     r->timer->h.data = NULL;
-    uv_close((uv_handle_t *)&r->timer->h, timer_closed);
+    uv_timer_stop(&r->timer->h);
+    if (!cl->closing && cl->nspare < RL_SPARE_TIMERS) {
+      r->timer->next = cl->spare;
+      cl->spare = r->timer;
+      cl->nspare++;
+    } else {
+      uv_close((uv_handle_t *)&r->timer->h, timer_closed);
+    }
   }
-  rl_client *cl = r->cl;
   if (r->cprev)
     r->cprev->cnext = r->cnext;
   else

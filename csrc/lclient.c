@@ -46,9 +46,10 @@ struct lc_call {
   int failed;    /* ... with an error (errbuf) */
   int follow;    /* redirects left */
   int iter_body; /* the request body is an iterator (at index X_BODY) */
+  int own_opts;  /* X_OPTS is a copy of the caller's (after a redirect) */
   int status;    /* the response's, once done */
   uint64_t timeout;
-  char errbuf[300];
+  char errbuf[160];
   char ws_accept[29]; /* the Sec-WebSocket-Accept expected */
   rl_buf body;        /* the response body so far; for a stream, what waits */
 };
@@ -406,12 +407,22 @@ static lua_Integer opt_int(lua_State *L, int idx, const char *k, lua_Integer d,
 }
 
 static int idempotent(const char *m) {
-  static const char *const list[] = {"GET",    "HEAD",    "PUT",
-                                     "DELETE", "OPTIONS", "TRACE"};
-  for (size_t i = 0; i < sizeof list / sizeof *list; i++)
-    if (strcmp(m, list[i]) == 0)
-      return 1;
-  return 0;
+  switch (m[0]) {
+  case 'G':
+    return strcmp(m, "GET") == 0;
+  case 'H':
+    return strcmp(m, "HEAD") == 0;
+  case 'P':
+    return strcmp(m, "PUT") == 0;
+  case 'D':
+    return strcmp(m, "DELETE") == 0;
+  case 'O':
+    return strcmp(m, "OPTIONS") == 0;
+  case 'T':
+    return strcmp(m, "TRACE") == 0;
+  default:
+    return 0;
+  }
 }
 
 /* Make the exchange the options at X_OPTS describe, and start it. Raises
@@ -758,6 +769,21 @@ static int push_location(lua_State *L, lc_call *x) {
 
 static int go(lua_State *L, lc_call *x);
 
+/* X_OPTS becomes a private copy (once), to be written. */
+static void own_opts(lua_State *L, lc_call *x) {
+  if (x->own_opts)
+    return;
+  x->own_opts = 1;
+  lua_createtable(L, 0, 8);
+  lua_pushnil(L);
+  while (lua_next(L, X_OPTS)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_replace(L, X_OPTS);
+}
+
 static int request_step(lua_State *L, lc_call *x) {
   if (x->failed)
     return fail_result(L, x);
@@ -775,6 +801,7 @@ static int request_step(lua_State *L, lc_call *x) {
       int iter = lua_isfunction(L, -1);
       lua_pop(L, 1);
       if (to_get || !iter) { /* an iterator cannot be sent again */
+        own_opts(L, x);
         lua_setfield(L, X_OPTS, "url");
         if (to_get) {
           lua_pushliteral(L, "GET");
@@ -804,7 +831,7 @@ static int go(lua_State *L, lc_call *x) {
   return lc_wait(L, x, W_DONE, request_step);
 }
 
-/* Copy the options (a table, or a url) to X_OPTS; push the call's
+/* The options (a table, or a url made one) at X_OPTS; push the call's
  * userdata at X_CALL and X_BODY's slot. */
 static lc_call *begin(lua_State *L, int mode) {
   if (lua_type(L, 1) == LUA_TSTRING) {
@@ -822,14 +849,9 @@ static lc_call *begin(lua_State *L, int mode) {
       luaL_typeerror(L, 2, "table");
     }
   } else {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_createtable(L, 0, 8);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {
-      lua_pushvalue(L, -2);
-      lua_insert(L, -2);
-      lua_rawset(L, -4);
-    }
+    luaL_checktype(L, 1, LUA_TTABLE); /* read, never written: a redirect
+                                          copies it first (own_opts) */
+    lua_pushvalue(L, 1);
   }
   lua_replace(L, X_OPTS);
   lua_settop(L, X_OPTS);
