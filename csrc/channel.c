@@ -1502,7 +1502,8 @@ static int ch_receive(lua_State *L) {
   }
   if (ch->receiver)
     return luaL_error(L, "receive: another task is waiting on this channel");
-  int mode = rl__wait_mode(L);
+  rl_task *t = NULL;
+  int mode = rl__wait_mode(L, &t);
   if (mode < 0)
     return luaL_error(L, "receive: call it from a handler, a callback or a "
                          "script (not from a coroutine ringlet did not start)");
@@ -1516,7 +1517,6 @@ static int ch_receive(lua_State *L) {
     return 2;
   }
   lua_pop(L, 1);
-  rl_task *t = rl__current_task(L);
   ch->receiver = t;
   if (ms > 0)
     ch->recv_timer = ch_timer(ch, recv_timer_cb, (uint64_t)ms, 0);

@@ -362,9 +362,13 @@ static int sleep_k(lua_State *L, int status, lua_KContext k) {
   return 0;
 }
 
-int rl__wait_mode(lua_State *L) {
-  if (rl__current_task(L) && lua_isyieldable(L))
+int rl__wait_mode(lua_State *L, rl_task **t) {
+  rl_task *cur = rl__current_task(L);
+  if (cur && lua_isyieldable(L)) {
+    if (t)
+      *t = cur;
     return 1;
+  }
   return rl__ctx(L)->protected > 0 ? -1 : 0;
 }
 
@@ -409,7 +413,7 @@ int rl__l_sleep(lua_State *L) {
   luaL_argcheck(L, ms >= 0, 1, "must be >= 0");
   rl_ctx *ctx = rl__ctx(L);
   rl_task *t = rl__current_task(L);
-  if (rl__wait_mode(L) == 0) { /* a script: the loop runs meanwhile */
+  if (rl__wait_mode(L, NULL) == 0) { /* a script: the loop runs meanwhile */
     if (ms > 0)
       rl__run_until(ctx, never, NULL, (uint64_t)ms);
     return 0;

@@ -119,9 +119,10 @@ void rl__call_cb(rl_ctx *ctx, lua_State *L, int nargs, const char *what);
  * to wait for, -1 when called where the loop is running (a callback's
  * coroutine that ringlet did not start): the caller raises. */
 int rl__run_until(rl_ctx *ctx, int (*done)(void *ud), void *ud, uint64_t ms);
-/* How a call that waits waits: 1 in a task (park it), 0 by running the
- * loop in place (rl__run_until), -1 neither is possible. */
-int rl__wait_mode(lua_State *L);
+/* How a call that waits waits: 1 in a task (park it; *t is set to it when
+ * t is given), 0 by running the loop in place (rl__run_until), -1 neither
+ * is possible. */
+int rl__wait_mode(lua_State *L, rl_task **t);
 
 /* ringlet.sleep and ringlet.timer */
 int rl__l_sleep(lua_State *L);

@@ -118,7 +118,8 @@ static int lc_wait(lua_State *L, lc_call *x, int want, lc_step next) {
   x->next = next;
   if (lc_ready(x))
     return next(L, x);
-  int mode = rl__wait_mode(L);
+  rl_task *t = NULL;
+  int mode = rl__wait_mode(L, &t);
   if (mode < 0)
     return luaL_error(L, "ringlet.client: call it from a handler, a callback "
                          "or a script (not from a coroutine ringlet did not "
@@ -132,8 +133,8 @@ static int lc_wait(lua_State *L, lc_call *x, int want, lc_step next) {
     }
     return next(L, x);
   }
-  x->task = rl__current_task(L);
-  rl__task_park(x->task, L);
+  x->task = t;
+  rl__task_park(t, L);
   return lua_yieldk(L, 0, (lua_KContext)x, wait_k);
 }
 
@@ -537,8 +538,10 @@ static int start_exchange(lua_State *L, lc_call *x, int websocket) {
     rl__buf_append(b, u.host, u.hostlen);
     if (u.bracketed)
       rl__buf_append(b, "]", 1);
-    if (u.has_port && u.port != 80)
-      rl__buf_printf(b, ":%u", u.port);
+    if (u.has_port && u.port != 80 && rl__buf_reserve(b, 6) == 0) {
+      b->base[b->len++] = ':';
+      b->len = (size_t)(rl__put_uint(b->base + b->len, u.port) - b->base);
+    }
     rl__buf_append(b, "\r\n", 2);
   }
   if (!(seen & H_UA))
