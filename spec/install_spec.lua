@@ -15,7 +15,7 @@ local quote = helper.quote
 local SANITIZE = os.getenv("RINGLET_SANITIZE")
 local BUILD = helper.BIN:match("^(.*)/[^/]*$") or "."
 local MODULES = { "httpkit", "async", "sse", "websocket", "middleware",
-                  "static" }
+                  "static", "client", "test" }
 
 local function sh(cmd)
   local p = assert(io.popen("(" .. cmd .. ") 2>&1"))
