@@ -111,6 +111,8 @@ rl_client *rl__client_new(rl_io *io) {
 
 int rl__client_pool_size(const rl_client *cl) { return cl->pool_size; }
 
+int rl__client_conns(const rl_client *cl) { return cl->set.alive; }
+
 void rl__client_configure(rl_client *cl, int pool_size, uint64_t idle_ms) {
   cl->pool_size = pool_size;
   if (idle_ms)

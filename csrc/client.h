@@ -98,6 +98,8 @@ void rl__client_close(rl_client *cl);
 void rl__client_configure(rl_client *cl, int pool_size, uint64_t idle_ms);
 int rl__client_pool_size(const rl_client *cl);
 void rl__client_close_idle(rl_client *cl);
+/* Its connections not yet freed (pooled ones included). */
+int rl__client_conns(const rl_client *cl);
 
 /* A new exchange (zeroed, with the limits' defaults); NULL without
  * memory. */
