@@ -708,7 +708,7 @@ static void process(rl_http *h) {
     if (!h->in_message && !serve_as_http11(h, avail)) {
       if (h->timer_mode != TIMER_HEADER)
         arm_timer(h, TIMER_HEADER); /* a new request starts */
-      break; /* wait for the whole request line */
+      break;                        /* wait for the whole request line */
     }
     size_t feed = avail;
     if (h->ck != CK_NONE) {
