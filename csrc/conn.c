@@ -28,7 +28,7 @@ typedef struct {
 } rl_wreq;
 
 static void flush_cb(uv_idle_t *h);
-static void timer_cb(uv_timer_t *t);
+static void dtimer_cb(uv_timer_t *t);
 static void start_linger(rl_conn *c);
 
 /* ---- shared buffers ------------------------------------------------------ */
@@ -76,20 +76,42 @@ void rl__io_init(rl_io *io, uv_loop_t *loop) {
   uv_idle_init(loop, &io->flusher);
   io->flusher.data = io;
   io->handles++;
+  memset(io->dq, 0, sizeof io->dq);
+  uv_timer_init(loop, &io->dtimer);
+  io->dtimer.data = io;
+  uv_unref((uv_handle_t *)&io->dtimer); /* the connections keep the loop */
+  io->handles++;
 }
 
-static void flusher_closed(uv_handle_t *h) {
+static void io_handle_closed(uv_handle_t *h) {
   rl_io *io = h->data;
   io->handles--;
 }
 
 void rl__io_close(rl_io *io) {
-  uv_close((uv_handle_t *)&io->flusher, flusher_closed);
+  uv_close((uv_handle_t *)&io->flusher, io_handle_closed);
+  uv_close((uv_handle_t *)&io->dtimer, io_handle_closed);
 }
 
 void rl__io_free(rl_io *io) {
   free(io->rbuf);
   io->rbuf = NULL;
+  while (io->nspare > 0)
+    free(io->spare[--io->nspare].base);
+}
+
+void rl__io_buf_give(rl_io *io, rl_buf *b) {
+  if (b->base == NULL)
+    return;
+  if (io->nspare < RL_SPARES && b->cap <= RL_SPARE_MAX) {
+    io->spare[io->nspare].base = b->base;
+    io->spare[io->nspare].cap = b->cap;
+    io->nspare++;
+  } else {
+    free(b->base);
+  }
+  b->base = NULL;
+  b->len = b->cap = 0;
 }
 
 void rl__conn_mark_dirty(rl_conn *c) {
@@ -170,11 +192,8 @@ rl_conn *rl__conn_new(rl_io *io, size_t ext) {
   c->data = ext ? (char *)c + head : NULL;
   c->id = ++io->next_id;
   uv_tcp_init(io->loop, &c->tcp);
-  uv_timer_init(io->loop, &c->timer);
   c->tcp.data = c;
-  c->timer.data = c;
-  c->open_handles = 2;
-  io->handles += 2;
+  io->handles++;
   return c;
 }
 
@@ -266,32 +285,97 @@ int rl__conn_connect(rl_conn *c, const struct sockaddr *addr,
 void rl__conn_ref(rl_conn *c, int ref) {
   if (rl__conn_closed(c))
     return;
-  if (ref) {
+  if (ref)
     uv_ref((uv_handle_t *)&c->tcp);
-    uv_ref((uv_handle_t *)&c->timer);
-  } else {
+  else
     uv_unref((uv_handle_t *)&c->tcp);
-    uv_unref((uv_handle_t *)&c->timer);
-  }
 }
 
 /* ---- deadlines --------------------------------------------------------------
- * Lazy: arming stores a deadline, and the libuv timer is started only when
- * it is idle or due later than the new deadline; when it fires early it
- * sleeps again until the deadline. A keep-alive request costs no timer
- * calls this way. */
+ * Queues of connections armed with the same delay (rl_dq), under one timer
+ * per loop, each in the order of the deadline it was placed with (dkey).
+ * Lazy, as most deadlines are moved before they come (a keep-alive
+ * connection's idle timeout, each request): arming again with the same
+ * delay only stores the later deadline, and disarming only clears it; the
+ * timer, reaching a connection whose deadline moved, puts it back in
+ * order (or drops it), and fires whoever is due. The libuv timer is moved
+ * only when a deadline comes before the one it is set for. A connection
+ * costs five words for this, not a libuv timer of its own. */
+
+static void dq_unlink(rl_conn *c) {
+  rl_dq *q = c->dq;
+  if (q == NULL)
+    return;
+  if (c->dprev)
+    c->dprev->dnext = c->dnext;
+  else
+    q->head = c->dnext;
+  if (c->dnext)
+    c->dnext->dprev = c->dprev;
+  else
+    q->tail = c->dprev;
+  c->dnext = c->dprev = NULL;
+  c->dq = NULL;
+}
+
+/* The queue for a delay of ms: its own, else a free slot, else (sixteen
+ * other delays in use) the first, where it goes in order by hand. */
+static rl_dq *dq_for(rl_io *io, uint64_t ms) {
+  rl_dq *free_slot = NULL;
+  for (int i = 0; i < RL_DQ_MAX; i++) {
+    rl_dq *q = &io->dq[i];
+    if (q->ms == ms)
+      return q;
+    if (q->head == NULL && free_slot == NULL)
+      free_slot = q;
+  }
+  if (free_slot) {
+    free_slot->ms = ms;
+    return free_slot;
+  }
+  return &io->dq[0];
+}
+
+/* Place c in q by its deadline (after the last one placed no later: the
+ * tail, unless q is shared). */
+static void dq_place(rl_conn *c, rl_dq *q) {
+  c->dkey = c->deadline;
+  rl_conn *at = q->tail;
+  while (at && at->dkey > c->dkey)
+    at = at->dprev;
+  c->dq = q;
+  c->dprev = at;
+  c->dnext = at ? at->dnext : q->head;
+  if (c->dnext)
+    c->dnext->dprev = c;
+  else
+    q->tail = c;
+  if (at)
+    at->dnext = c;
+  else
+    q->head = c;
+}
+
+static void dtimer_set(rl_io *io, uint64_t due) {
+  uint64_t now = uv_now(io->loop);
+  uv_timer_start(&io->dtimer, dtimer_cb, due > now ? due - now : 0, 0);
+  io->dtimer_due = due;
+}
 
 void rl__conn_arm(rl_conn *c, int kind, uint64_t ms) {
-  c->timer_kind = kind;
+  c->timer_kind = (uint8_t)kind;
   if (ms == 0) {
-    c->deadline = 0; /* the timer, if running, will find nothing to do */
+    c->deadline = 0; /* the timer drops it from its queue */
     return;
   }
-  c->deadline = uv_now(c->io->loop) + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > c->deadline) {
-    uv_timer_start(&c->timer, timer_cb, ms, 0);
-    c->timer_due = c->deadline;
-  }
+  rl_io *io = c->io;
+  c->deadline = uv_now(io->loop) + ms;
+  if (c->dq && c->dq->ms == ms && c->deadline >= c->dkey)
+    return; /* placed earlier with this delay: the timer moves it on */
+  dq_unlink(c);
+  dq_place(c, dq_for(io, ms));
+  if (!uv_is_active((uv_handle_t *)&io->dtimer) || io->dtimer_due > c->deadline)
+    dtimer_set(io, c->deadline);
 }
 
 void rl__conn_close_after(rl_conn *c, uint64_t ms) {
@@ -299,23 +383,41 @@ void rl__conn_close_after(rl_conn *c, uint64_t ms) {
     rl__conn_arm(c, RL_T_CLOSE, ms);
 }
 
-static void timer_cb(uv_timer_t *t) {
-  rl_conn *c = t->data;
-  if (c->deadline == 0)
-    return; /* disarmed */
-  uint64_t now = uv_now(c->io->loop);
-  if (now < c->deadline) {
-    uv_timer_start(t, timer_cb, c->deadline - now, 0); /* not yet */
-    c->timer_due = c->deadline;
-    return;
-  }
+static void conn_due(rl_conn *c) {
   int kind = c->timer_kind;
+  dq_unlink(c);
   c->deadline = 0;
   c->timer_kind = RL_T_NONE;
   if (kind == RL_T_PROTO && !c->lingering && !c->out_blocked)
     c->proto->on_timeout(c);
   else
     rl__conn_close(c); /* blocked, lingering or closing too long */
+}
+
+static void dtimer_cb(uv_timer_t *t) {
+  rl_io *io = t->data;
+  uint64_t now = uv_now(io->loop);
+  uint64_t next = UINT64_MAX;
+  for (int i = 0; i < RL_DQ_MAX; i++) {
+    rl_dq *q = &io->dq[i];
+    rl_conn *c;
+    while ((c = q->head) != NULL) {
+      if (c->deadline == 0) {
+        dq_unlink(c); /* disarmed */
+      } else if (c->deadline <= now) {
+        conn_due(c); /* (may arm others: in a later place) */
+      } else if (c->deadline != c->dkey) {
+        dq_unlink(c); /* moved on: back in order */
+        dq_place(c, q);
+      } else {
+        break;
+      }
+    }
+    if (q->head && q->head->dkey < next)
+      next = q->head->dkey;
+  }
+  if (next != UINT64_MAX)
+    dtimer_set(io, next);
 }
 
 /* ---- reading ----------------------------------------------------------------
@@ -485,6 +587,7 @@ static void broken(rl_conn *c) {
 void rl__conn_write(rl_conn *c, const void *p, size_t n) {
   if (c->lingering || c->broken || rl__conn_closed(c))
     return;
+  rl__io_buf_take(c->io, &c->out);
   if (rl__buf_append(&c->out, p, n)) {
     broken(c);
     return;
@@ -544,13 +647,8 @@ static void write_cb(uv_write_t *req, int status) {
   rl_conn *c = req->handle->data;
   c->nwrites--;
   c->inflight -= w->len;
-  if (c->out.base == NULL) {
-    c->out.base = w->base; /* reuse the buffer */
-    c->out.cap = w->cap;
-    c->out.len = 0;
-  } else {
-    free(w->base);
-  }
+  rl_buf wb = {w->base, 0, w->cap};
+  rl__io_buf_give(c->io, &wb); /* for the next response (this one's too) */
   unref_slices(w->refs, w->nrefs);
   free(w->refs);
   size_t len = w->len;
@@ -637,7 +735,7 @@ static void flush(rl_conn *c) {
   if (off == c->queued) {
     if (b != small)
       free(b);
-    c->out.len = 0;
+    rl__io_buf_give(c->io, &c->out); /* written: idle holds no buffer */
     c->queued = 0;
     unref_slices(c->refs, c->nrefs);
     c->nrefs = 0;
@@ -717,6 +815,7 @@ int64_t rl__conn_sendfile(rl_conn *c, int fd, int64_t off, size_t n) {
     }
   }
   size_t piece = n > RL_FILE_CHUNK ? RL_FILE_CHUNK : n;
+  rl__io_buf_take(c->io, &c->out);
   if (rl__buf_reserve(&c->out, piece))
     return UV_ENOMEM;
   ssize_t r = pread(fd, c->out.base + c->out.len, piece, (off_t)off);
@@ -732,8 +831,6 @@ int64_t rl__conn_sendfile(rl_conn *c, int fd, int64_t off, size_t n) {
 
 static void conn_closed(uv_handle_t *h) {
   rl_conn *c = h->data;
-  if (--c->open_handles > 0)
-    return;
   if (c->in_shared) { /* a read that never completed: not ours to free */
     c->io->rbuf_busy = 0;
     c->in_shared = 0;
@@ -744,7 +841,7 @@ static void conn_closed(uv_handle_t *h) {
   rl__buf_free(&c->out);
   unref_slices(c->refs, c->nrefs);
   free(c->refs);
-  c->io->handles -= 2;
+  c->io->handles--;
   rl_conn_set *set = c->set;
   free(c);
   if (set && --set->alive == 0 && set->on_empty)
@@ -815,9 +912,9 @@ void rl__conn_close(rl_conn *c) {
     return; /* on_close closed it */
   unmark_dirty(c);
   set_unlink(c);
-  uv_timer_stop(&c->timer);
+  dq_unlink(c);
+  c->deadline = 0;
   uv_close((uv_handle_t *)&c->tcp, conn_closed);
-  uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
 void rl__conn_goaway(rl_conn *c) {

@@ -1,7 +1,8 @@
 /* The transport: one connection's socket and its bytes, below every
  * protocol. It knows nothing of HTTP or WebSockets.
  *
- * Owns: the socket (a uv_tcp_t) and one timer per connection; the read
+ * Owns: the socket (a uv_tcp_t); the deadlines (queues per delay under one
+ * timer per loop); the read
  * buffer (and the loop-wide buffer an idle connection borrows for a read);
  * the write queue and its batching (the flusher: once per loop turn every
  * connection with output gets one write); backpressure (reading pauses
@@ -82,6 +83,20 @@ typedef struct rl_proto {
 
 /* ---- per-loop state ------------------------------------------------------ */
 
+/* Connections armed with the same delay, in the order of the deadlines
+ * they were placed with: arming appends at the tail (now + delay is never
+ * before the tail's), so one timer per loop serves them all at O(1) a
+ * deadline (h2o's way). */
+typedef struct {
+  uint64_t ms; /* the delay, 0 for a free slot */
+  rl_conn *head, *tail;
+} rl_dq;
+#define RL_DQ_MAX 16
+
+/* Buffers idle connections gave back, for the next busy ones. */
+#define RL_SPARES 64
+#define RL_SPARE_MAX (16 * 1024) /* larger ones are freed */
+
 struct rl_io {
   uv_loop_t *loop;
   uv_idle_t flusher;   /* runs while connections have output or work deferred */
@@ -92,9 +107,30 @@ struct rl_io {
   int handles;         /* transport handles open on loop (the flusher too) */
   uint64_t next_id;    /* ids for connections */
   rl_date date;        /* the Date header's cache, for this loop's protocols */
+  struct {
+    char *base;
+    size_t cap;
+  } spare[RL_SPARES]; /* malloc'd: buffers given back (rl__io_buf_give) */
+  int nspare;
+  uv_timer_t dtimer;   /* fires at the earliest deadline of the queues */
+  uint64_t dtimer_due; /* when it fires, while active */
+  rl_dq dq[RL_DQ_MAX];
 };
 
 void rl__io_init(rl_io *io, uv_loop_t *loop);
+/* An empty buffer (no bytes of its own) gets a spare, if there is one, so
+ * that a busy connection rarely mallocs; a buffer whose bytes are done
+ * with goes back as a spare (or is freed) and is empty after: an idle
+ * connection holds none. */
+static inline void rl__io_buf_take(rl_io *io, rl_buf *b) {
+  if (b->base == NULL && io->nspare > 0) {
+    io->nspare--;
+    b->base = io->spare[io->nspare].base;
+    b->cap = io->spare[io->nspare].cap;
+    b->len = 0;
+  }
+}
+void rl__io_buf_give(rl_io *io, rl_buf *b);
 /* Close the flusher; the caller runs the loop until handles is 0, then
  * calls rl__io_free. */
 void rl__io_close(rl_io *io);
@@ -121,8 +157,7 @@ typedef struct {
 } rl_slice;
 
 struct rl_conn {
-  uv_tcp_t tcp;     /* data -> conn */
-  uv_timer_t timer; /* deadlines */
+  uv_tcp_t tcp; /* data -> conn */
   rl_io *io;
   const rl_proto *proto;
   void *data;           /* the protocol's state; the ext area unless swapped */
@@ -144,17 +179,18 @@ struct rl_conn {
   uint64_t written_total; /* bytes ever written */
   int nwrites;            /* uv_write requests pending */
   /* deadlines */
-  uint64_t idle_ms;   /* drop a peer whose output stays blocked this long */
-  uint64_t deadline;  /* loop time the timeout is due, 0 = none */
-  uint64_t timer_due; /* when the libuv timer fires next */
-  uint64_t id;        /* unique per io: tells reused addresses apart */
+  uint64_t idle_ms;       /* drop a peer whose output stays blocked this long */
+  uint64_t deadline;      /* loop time the timeout is due, 0 = none */
+  uint64_t dkey;          /* its deadline when it took its place in dq */
+  rl_dq *dq;              /* the queue it waits in, while armed */
+  rl_conn *dnext, *dprev; /* in dq */
+  uint64_t id;            /* unique per io: tells reused addresses apart */
   /* flags */
-  uint8_t open_handles; /* tcp and timer until closed */
-  uint8_t is_dirty;     /* on io's dirty list */
-  uint8_t deferred;     /* call on_continue from the flusher */
-  uint8_t in_shared;    /* in.base is io->rbuf, lent for one read */
-  uint8_t borrow;       /* with no buffer of its own, borrow io->rbuf */
-  uint8_t reading;      /* uv_read_start is active */
+  uint8_t is_dirty;  /* on io's dirty list */
+  uint8_t deferred;  /* call on_continue from the flusher */
+  uint8_t in_shared; /* in.base is io->rbuf, lent for one read */
+  uint8_t borrow;    /* with no buffer of its own, borrow io->rbuf */
+  uint8_t reading;   /* uv_read_start is active */
   uint8_t read_eof;
   uint8_t out_blocked; /* reading paused until the output drains */
   uint8_t backlogged;  /* output had to wait for the socket; the upper layer
@@ -214,7 +250,10 @@ void rl__conn_mark_dirty(rl_conn *c); /* the flusher visits c this turn */
 void rl__conn_write_shared(rl_conn *c, rl_shared *s);
 /* Build output in place: append to rl__conn_outbuf(c) after noting its
  * len, then rl__conn_commit(c, that len) queues what was appended. */
-static inline rl_buf *rl__conn_outbuf(rl_conn *c) { return &c->out; }
+static inline rl_buf *rl__conn_outbuf(rl_conn *c) {
+  rl__io_buf_take(c->io, &c->out);
+  return &c->out;
+}
 static inline void rl__conn_commit(rl_conn *c, size_t start) {
   if (c->lingering || c->broken || rl__conn_closed(c)) {
     c->out.len = start; /* shut down: nothing more goes out */

@@ -571,7 +571,8 @@ int ringlet_set_loop(lua_State *L, uv_loop_t *loop) {
     return UV_EINVAL;
   if (ctx->io.loop == loop)
     return 0;
-  if (ctx->handles > 0 || ctx->io.handles > 1) /* a server has handles */
+  if (ctx->handles > 0 || ctx->io.handles > 2) /* beyond the flusher and
+                                                    the deadline timer */
     return UV_EBUSY;
   uv_loop_t *old = ctx->io.loop;
   rl__io_close(&ctx->io);

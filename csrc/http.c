@@ -112,6 +112,10 @@ static int fail(llhttp_t *p, int status, const char *reason) {
 
 static int on_message_begin(llhttp_t *p) {
   rl_http *h = p->data;
+  rl_io *io = h->conn->io; /* an idle connection gave its buffers back */
+  rl__io_buf_take(io, &h->url);
+  rl__io_buf_take(io, &h->hdrs);
+  rl__io_buf_take(io, &h->hlist);
   h->url.len = h->hdrs.len = h->hlist.len = h->body.len = 0;
   drop_body_file(h);
   h->field_open = 0;
@@ -362,6 +366,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     }
     return 0;
   }
+  rl__io_buf_take(h->conn->io, &h->body);
   return rl__buf_append(&h->body, at, n) ? fail(p, 500, "out of memory") : 0;
 }
 
@@ -700,11 +705,10 @@ static void process(rl_http *h) {
     }
     const char *p = c->in.base + c->in_pos;
     size_t avail = c->in.len - c->in_pos;
-    if (!h->in_message) {
+    if (!h->in_message && !serve_as_http11(h, avail)) {
       if (h->timer_mode != TIMER_HEADER)
         arm_timer(h, TIMER_HEADER); /* a new request starts */
-      if (!serve_as_http11(h, avail))
-        break; /* wait for the whole request line */
+      break;                        /* wait for the whole request line */
     }
     size_t feed = avail;
     if (h->ck != CK_NONE) {
@@ -729,6 +733,9 @@ static void process(rl_http *h) {
       c->in_pos += feed;
       if (h->head_done && h->in_message)
         arm_timer(h, TIMER_IDLE); /* a body is arriving: not idle */
+      else if (h->in_message && h->timer_mode != TIMER_HEADER)
+        arm_timer(h, TIMER_HEADER); /* a head begun: its deadline counts
+                                       from now (a whole one needs none) */
       if (feed < avail)
         continue; /* more after a line now whole, or wait for it */
       break;
@@ -757,7 +764,12 @@ static void process(rl_http *h) {
     rl__conn_read_start(c);
     if (c->in_pos == c->in.len && !h->in_message) {
       arm_timer(h, TIMER_IDLE);
-      rl__conn_in_trim(c, 0); /* idle: no read buffer of its own */
+      rl__conn_in_trim(c, 0);          /* idle: no read buffer of its own, */
+      rl__io_buf_give(c->io, &h->url); /* nor request buffers */
+      rl__io_buf_give(c->io, &h->hdrs);
+      rl__io_buf_give(c->io, &h->hlist);
+      if (h->body_fd == 0)
+        rl__io_buf_give(c->io, &h->body);
     }
   }
 }
