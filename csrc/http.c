@@ -279,7 +279,8 @@ static int on_headers_complete(llhttp_t *p) {
     if (p->method != HTTP_GET || p->http_minor < 1 || (p->flags & F_CHUNKED) ||
         p->content_length > 0)
       return fail(p, 400, "invalid WebSocket upgrade request");
-    if (ver == NULL || ver->value_len != 2 || memcmp(HVAL(h, ver), "13", 2))
+    if (ver == NULL || count[K_WS_VERSION] != 1 || ver->value_len != 2 ||
+        memcmp(HVAL(h, ver), "13", 2)) /* one, and 13 (a repeat is not) */
       return fail(p, 426, "unsupported WebSocket version");
     if (key == NULL || nkeys != 1 ||
         !valid_ws_key(HVAL(h, key), key->value_len))

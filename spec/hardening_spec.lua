@@ -397,6 +397,15 @@ return function(req) return routes[req.uri](req) end
       assert.same({ 200, "a\tb" }, { res.status, res.headers["x-a"] })
     end)
 
+  it("answers an upgrade with Sec-WebSocket-Version twice 426, as one "
+    .. "that is not 13", function()
+    local res = helper.request(srv.port, "GET", "/ok", {
+      Host = "h", Upgrade = "websocket", Connection = "Upgrade",
+      ["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==",
+      ["Sec-WebSocket-Version"] = { "13", "13" } })
+    assert.equal(426, res.status)
+  end)
+
   it("writes a channel's status given as a string when it closes unsent",
     function()
       assert.equal(204, helper.request(srv.port, "GET", "/chan-204").status)
