@@ -280,7 +280,12 @@ static int on_headers_complete(llhttp_t *p) {
     return 0; /* informational: its message completes at once */
   r->head_done = 1;
   r->cbs->on_head(r);
-  return r->head_only || r->status == 101 ? 1 : 0; /* 1: no body */
+  /* 1: no body, whatever Content-Length says (RFC 9112 6.3: a HEAD's
+   * answer, 204, 304; a 101's bytes are the next protocol's) */
+  return r->head_only || r->status == 101 || r->status == 204 ||
+                 r->status == 304
+             ? 1
+             : 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {

@@ -728,6 +728,91 @@ static int pump_step(lua_State *L, lc_call *x) {
   return lc_wait(L, x, W_DONE, request_step);
 }
 
+/* RFC 3986 5.2.4: the url on the top of the stack with the "." and ".."
+ * segments of its path removed. */
+static void remove_dot_segments(lua_State *L) {
+  size_t n;
+  const char *u = lua_tolstring(L, -1, &n);
+  const char *s = strstr(u, "://");
+  if (s == NULL)
+    return;
+  s += 3;
+  const char *ps = s + strcspn(s, "/?#");
+  if (*ps != '/')
+    return;
+  const char *pe = ps + strcspn(ps, "?#");
+  int dots = 0;
+  for (const char *q = ps; q + 1 < pe && !dots; q++)
+    dots = q[0] == '/' && q[1] == '.';
+  if (!dots)
+    return;
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, (size_t)(pe - ps) + 1);
+  size_t o = 0;
+  for (const char *in = ps; in < pe;) { /* in is at a '/' */
+    const char *seg = in + 1, *next = seg;
+    while (next < pe && *next != '/')
+      next++;
+    size_t sl = (size_t)(next - seg);
+    if (sl == 1 && seg[0] == '.') {
+      if (next == pe)
+        out[o++] = '/';
+    } else if (sl == 2 && seg[0] == '.' && seg[1] == '.') {
+      while (o > 0 && out[o - 1] != '/')
+        o--; /* drop the last segment, */
+      if (o > 0)
+        o--; /* and its '/' */
+      if (next == pe)
+        out[o++] = '/';
+    } else {
+      memcpy(out + o, in, (size_t)(next - in));
+      o += (size_t)(next - in);
+    }
+    in = next;
+  }
+  if (o == 0)
+    out[o++] = '/';
+  luaL_pushresultsize(&b, o);
+  lua_pushlstring(L, u, (size_t)(ps - u));
+  lua_insert(L, -2);
+  lua_pushstring(L, pe);
+  lua_concat(L, 3);
+  lua_remove(L, -2); /* the url before */
+}
+
+/* The scheme and authority of a url, the part up to its path */
+static size_t origin_len(const char *u) {
+  const char *s = strstr(u, "://");
+  return s ? (size_t)(s + 3 - u) + strcspn(s + 3, "/?#") : 0;
+}
+
+/* A redirect to another origin: the caller's credentials stay behind (as
+ * curl and browsers do), in a copy of its headers. */
+static void drop_credentials(lua_State *L) {
+  if (lua_getfield(L, X_OPTS, "headers") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  int h = lua_gettop(L);
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, h)) {
+    size_t kl = 0;
+    const char *k =
+        lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &kl) : NULL;
+    if (k && (header_is(k, kl, "authorization") || header_is(k, kl, "cookie") ||
+              header_is(k, kl, "proxy-authorization"))) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_setfield(L, X_OPTS, "headers");
+  lua_pop(L, 1);
+}
+
 /* Where a redirect goes: the Location resolved against the url. */
 static int push_location(lua_State *L, lc_call *x) {
   size_t ll, ul;
@@ -767,6 +852,7 @@ static int push_location(lua_State *L, lc_call *x) {
     }
   }
   lua_remove(L, -2);
+  remove_dot_segments(L);
   return 1;
 }
 
@@ -805,6 +891,13 @@ static int request_step(lua_State *L, lc_call *x) {
       lua_pop(L, 1);
       if (to_get || !iter) { /* an iterator cannot be sent again */
         own_opts(L, x);
+        lua_getfield(L, X_OPTS, "url");
+        const char *was = lua_tostring(L, -1), *to = lua_tostring(L, -2);
+        size_t wl = origin_len(was), tl = origin_len(to);
+        int other = wl != tl || strncasecmp(was, to, wl) != 0;
+        lua_pop(L, 1);
+        if (other)
+          drop_credentials(L);
         lua_setfield(L, X_OPTS, "url");
         if (to_get) {
           lua_pushliteral(L, "GET");
