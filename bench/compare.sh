@@ -14,7 +14,13 @@
 # before and after and reports the CPU time per request or message. The
 # rounds alternate the servers (the order rotates each round); at the end it
 # prints a markdown table with each run's figure and the ratios
-# ringlet / nginx and ringlet / Node (of the means over the rounds).
+# ringlet / nginx, ringlet / Node and ringlet / floor (of the means over the
+# rounds).
+#
+# The server "floor" is bench/floor.c, compiled here with cc: one epoll
+# thread that answers every request head with the same bytes as ringlet's
+# GET /hello, the least a keep-alive server can do per request. It runs the
+# hello load only; its cells for the others (and their ratios) are "—".
 #
 #   bench/deps.sh        # once: nginx + lua module + lua-resty-websocket, npm ci
 #   bench/compare.sh     # table on stdout, progress and raw output on stderr
@@ -27,7 +33,7 @@
 # RETRIES [2] (a load during which the hypervisor stole more than STEAL_MAX %
 # of either CPU is run again, up to RETRIES times; a cell still disturbed
 # is marked with a dagger),
-# SERVERS ["ringlet nginx node"], RINGLET_BIN [build/ringlet], WSBENCH_BIN,
+# SERVERS ["ringlet nginx node floor"], RINGLET_BIN [build/ringlet], WSBENCH_BIN,
 # NGINX_BIN [nginx], NGINX_MODULES (directory of ngx_http_lua_module.so,
 # found if unset), NODE_BIN [node], KEEP=1 keeps the temporary directory.
 # RINGLET_COMMIT=REV builds that commit (git archive, RelWithDebInfo) in the
@@ -36,7 +42,7 @@
 # another commit the same way and adds it as the server "base" (also in the
 # rotation, so two builds of ringlet are compared in alternating rounds of
 # one run, e.g. BASE_COMMIT=HEAD~3 SERVERS="ringlet base"); BASE_BIN uses
-# an existing binary instead. RINGLET_REV names the
+# an existing binary instead. CC [cc] compiles the floor. RINGLET_REV names the
 # version shown for RINGLET_BIN (default: git describe of the work tree).
 #
 # Needs Linux /proc, taskset, wrk, curl, 2 CPUs, and what bench/deps.sh
@@ -61,7 +67,7 @@ HOLD=${HOLD:-3}
 WS_TIMEOUT=${WS_TIMEOUT:-120}
 STEAL_MAX=${STEAL_MAX:-5} # % of a CPU the hypervisor may steal during a load
 RETRIES=${RETRIES:-2}     # reruns of a load that exceeded it
-SERVERS=${SERVERS:-ringlet nginx node}
+SERVERS=${SERVERS:-ringlet nginx node floor}
 RINGLET_BIN=${RINGLET_BIN:-build/ringlet}
 NGINX_BIN=${NGINX_BIN:-nginx}
 NODE_BIN=${NODE_BIN:-node}
@@ -76,7 +82,7 @@ for tool in taskset wrk curl "$NGINX_BIN" "$NODE_BIN"; do
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (servers on CPU 0, load on CPU 1)"
 for s in $SERVERS; do
-  case $s in ringlet | base | nginx | node) ;; *) die "unknown server '$s' in SERVERS" ;; esac
+  case $s in ringlet | base | nginx | node | floor) ;; *) die "unknown server '$s' in SERVERS" ;; esac
 done
 
 tck=$(getconf CLK_TCK)
@@ -178,6 +184,18 @@ ringlet_sum=$(cat "${ringlet_files[@]}" | cksum)
 . bench/wsbench-bin.sh
 WSB=$(wsbench_bin) || die "cannot build wsbench"
 
+# The floor (when SERVERS names it): compiled for each run, into the
+# temporary directory.
+floor_flags="-O2 -std=c11 -Wall -Wextra -Werror"
+floor_cc=
+if [[ " $SERVERS " == *" floor "* ]]; then
+  log "compiling the floor: ${CC:-cc} $floor_flags -o $dir/floor bench/floor.c"
+  # shellcheck disable=SC2086 # a list of flags
+  ${CC:-cc} $floor_flags -o "$dir/floor" bench/floor.c >&2 || die "cannot compile bench/floor.c"
+  floor_cc=$(${CC:-cc} --version 2>/dev/null | head -1)
+  floor_cc=${floor_cc:-${CC:-cc}}
+fi
+
 if [ -z "${NGINX_MODULES:-}" ]; then
   for d in /usr/share/nginx/modules /usr/lib/nginx/modules; do
     if [ -f "$d/ngx_http_lua_module.so" ]; then NGINX_MODULES=$d; break; fi
@@ -246,6 +264,12 @@ start_server() { # NAME
     wait_port_line node
     mpid=$pid
     ;;
+  floor)
+    taskset -c 0 "$dir/floor" 0 >"$dir/server.log" 2>&1 &
+    pid=$!
+    wait_port_line floor
+    mpid=$pid
+    ;;
   nginx)
     port=$(free_port)
     rm -rf "$dir/nginx"
@@ -294,6 +318,11 @@ check_endpoints() { # NAME
   [ "$(cat "$dir/body")" = "Hello, World!" ] || die "$1: GET /hello body: $(cat "$dir/body")"
   grep -qi '^content-type: text/plain' <<<"$h" || die "$1: GET /hello is not text/plain"
   grep -q '^HTTP/1.1 200' <<<"$h" || die "$1: GET /hello status: $(echo "$h" | head -1)"
+  if [ "$1" = floor ]; then # /hello only; two requests on one connection
+    [ "$(curl -s --max-time 5 "$base/hello" "$base/hello")" = "Hello, World!Hello, World!" ] ||
+      die "$1: two GET /hello on one connection failed"
+    return
+  fi
   h=$(curl -s -D - -o "$dir/body" --max-time 5 "$base/stream") || die "$1: GET /stream failed"
   [ "$(cat "$dir/body")" = "$want_stream" ] || die "$1: GET /stream body differs"
   grep -qi '^transfer-encoding: chunked' <<<"$h" || die "$1: GET /stream is not chunked"
@@ -311,6 +340,7 @@ warm_up() {
   [ "$WARMUP" = 1 ] || return 0
   log "$server round $round: warm-up (not measured)"
   taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d1s "http://127.0.0.1:$port/hello" >/dev/null 2>&1
+  [ "$server" = floor ] && return 0 # it serves nothing else
   taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d1s "http://127.0.0.1:$port/stream" >/dev/null 2>&1
   if ! taskset -c 1 "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns "$WS_CONNS" \
     --messages 1000 --size 32 --depth 16 >/dev/null ||
@@ -351,6 +381,18 @@ disturbed() {
     return 0
   fi
   return 1
+}
+# The loads a server does not serve: "—" in the table, no ratio.
+not_served() { # KEY...: the loads' keys
+  local k f
+  for k in "$@"; do
+    case $k in
+    stream) f="rps cpu" ;;
+    idle) f=kib ;;
+    *) f="mps p50 p99 cpu" ;;
+    esac
+    for f in $f; do record "${k}_$f" NA; done
+  done
 }
 record() { printf '%s\t%s\t%s\t%s\n' "$server" "$round" "$1" "$2" >>"$results"; }
 per_op_us() { awk -v t="$1" -v hz="$tck" -v n="$2" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }'; }
@@ -467,6 +509,12 @@ for round in $(seq 1 "$ROUNDS"); do
     check_endpoints "$server"
     warm_up
     run_wrk hello /hello
+    if [ "$server" = floor ]; then
+      log "floor round $round: GET /hello only: no stream, ws32, ws32d16, ws64k or idle load"
+      not_served stream ws32 ws32d16 ws64k idle
+      stop_server "$server"
+      continue
+    fi
     run_wrk stream /stream
     run_ws ws32 --messages "$MESSAGES" --size 32 --depth 1
     run_ws ws32d16 --messages "$MESSAGES_D16" --size 32 --depth 16
@@ -489,7 +537,10 @@ cat <<EOF
 - date: $(date -u +%Y-%m-%d)
 - machine: $(nproc) CPUs ($cpu_model), servers on CPU 0, load on CPU 1
 - ringlet: $rev (${build_type:-unknown build type}), \`$ringlet_shown bench/app.lua --ip 127.0.0.1 --port 0\`
-$([ -n "$base_rev" ] && echo "- base: $base_rev (RelWithDebInfo), the same command")
+EOF
+[ -n "$base_rev" ] && echo "- base: $base_rev (RelWithDebInfo), the same command"
+[ -n "$floor_cc" ] && echo "- floor: bench/floor.c, \`${CC:-cc} $floor_flags\` ($floor_cc), \`floor 0\`: one epoll thread, every request head answered with the 115 bytes of ringlet's /hello (Date included); GET /hello only, — in the other loads"
+cat <<EOF
 - nginx: $v_nginx, libnginx-mod-http-lua $v_lua, lua-nginx-websocket (lua-resty-websocket) $v_resty_ws, LuaJIT (libluajit2-5.1-2) $v_luajit; worker_processes 1
 - Node.js: $v_node, ws $v_ws
 - load: wrk $v_wrk \`-t1 -c$WRK_CONNS -d$DURATION\`; wsbench $WS_CONNS connections (32 B d1: $MESSAGES, d16: $MESSAGES_D16, 64 KiB: $MESSAGES_BIG messages each); idle: $IDLE connections
@@ -504,6 +555,7 @@ awk -F '\t' -v servers="$SERVERS" -v rounds="$ROUNDS" -v idle="$IDLE" -v steal_m
 function add(key, text, format) { keys[++n] = key; label[key] = text; kind[key] = format }
 function fmt(v, kind,   s, neg, i) {
   if (v == "FAIL") return "FAIL"
+  if (v == "NA") return "—"
   if (kind == "int") {
     s = sprintf("%.0f", v)
     while (s ~ /[0-9][0-9][0-9][0-9]/) {
@@ -532,7 +584,7 @@ END {
   }
   add("idle_kib", idle " idle WS, server RSS KiB/connection", "")
   ns = split(servers, sv, " ")
-  name["ringlet"] = "ringlet"; name["nginx"] = "nginx"; name["node"] = "Node"; name["base"] = "base"
+  name["ringlet"] = "ringlet"; name["nginx"] = "nginx"; name["node"] = "Node"; name["base"] = "base"; name["floor"] = "floor"
   hdr = "| figure (better) |"; sep = "| --- |"
   for (j = 1; j <= ns; j++) { hdr = hdr " " name[sv[j]] " |"; sep = sep " --- |" }
   for (j = 1; j <= ns; j++) if (sv[j] != "ringlet") { hdr = hdr " ringlet / " name[sv[j]] " |"; sep = sep " --- |" }
@@ -542,7 +594,7 @@ END {
     better = (key ~ /_(rps|mps)$/) ? "higher" : "lower"
     line = "| " label[key] " (" better ") |"
     for (j = 1; j <= ns; j++) {
-      cell = ""; sum[sv[j]] = 0; cnt[sv[j]] = 0; bad[sv[j]] = 0
+      cell = ""; sum[sv[j]] = 0; cnt[sv[j]] = 0; bad[sv[j]] = 0; na[sv[j]] = 0
       dsum = 0; dcnt = 0
       for (r = 1; r <= rounds; r++) {
         v = ((sv[j], key, r) in val) ? val[sv[j], key, r] : "FAIL"
@@ -551,16 +603,19 @@ END {
         dag = (sv[j], pre "_steal", r) in val
         if (dag) { cell = cell "†"; daggers++ }
         if (v == "FAIL") bad[sv[j]] = 1
+        else if (v == "NA") na[sv[j]] = 1
         else if (dag) { dsum += v; dcnt++ }
         else { sum[sv[j]] += v; cnt[sv[j]]++ }
       }
+      if (na[sv[j]] && !cnt[sv[j]] && !dcnt && !bad[sv[j]]) cell = "—" # not served
       # the ratios leave disturbed runs out, unless every run was one
       if (cnt[sv[j]] == 0) { sum[sv[j]] = dsum; cnt[sv[j]] = dcnt }
       line = line " " cell " |"
     }
     for (j = 1; j <= ns; j++) if (sv[j] != "ringlet") {
       o = sv[j]
-      if (bad["ringlet"] || bad[o] || !cnt["ringlet"] || !cnt[o] || sum[o] == 0) line = line " – |"
+      if (na["ringlet"] || na[o]) line = line " — |"
+      else if (bad["ringlet"] || bad[o] || !cnt["ringlet"] || !cnt[o] || sum[o] == 0) line = line " – |"
       else line = line sprintf(" %.2f |", (sum["ringlet"] / cnt["ringlet"]) / (sum[o] / cnt[o]))
     }
     print line
