@@ -194,10 +194,15 @@ int rl__task_resumed(rl_task *t) {
   return 1;
 }
 
-int rl__task_repark(lua_State *L, rl_task *t, lua_KFunction k) {
+int rl__task_repark_k(lua_State *L, rl_task *t, lua_KFunction k,
+                      lua_KContext ctx) {
   /* drop what the hand-made resume passed; keep a wake's values */
   lua_settop(L, t->wait_top + (t->parked == 2 ? t->nwake : 0));
-  return lua_yieldk(L, 0, (lua_KContext)t, k);
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int rl__task_repark(lua_State *L, rl_task *t, lua_KFunction k) {
+  return rl__task_repark_k(L, t, k, (lua_KContext)t);
 }
 
 /* Resume ready tasks, those they wake included (a value passed along a

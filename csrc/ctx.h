@@ -108,6 +108,9 @@ void rl__task_wake(rl_task *t, lua_State *L, int nargs);
  * rl__task_repark(L, t, k), and t goes on waiting where it was. */
 int rl__task_resumed(rl_task *t);
 int rl__task_repark(lua_State *L, rl_task *t, lua_KFunction k);
+/* The same for a continuation whose context is not the task. */
+int rl__task_repark_k(lua_State *L, rl_task *t, lua_KFunction k,
+                      lua_KContext ctx);
 
 /* Call a Lua callback (function below nargs args on L) in a task whose
  * errors are only logged with `what`. */

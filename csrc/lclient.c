@@ -37,7 +37,8 @@ typedef int (*lc_step)(lua_State *L, lc_call *x);
 struct lc_call {
   rl_ctx *ctx;
   rl_creq *r;    /* the exchange, until it is let go of */
-  rl_task *task; /* parked in a wait */
+  rl_task *task; /* parked in a wait, until its continuation runs */
+  int woken;     /* ... and woken: it resumes from the loop */
   lc_step next;  /* what runs after the wait */
   int mode;      /* LC_* */
   int want;      /* W_*: what the wait waits for */
@@ -91,23 +92,23 @@ static int lc_ready(void *ud) {
 
 static int wake_p(lua_State *L) {
   lc_call *x = lua_touserdata(L, 1);
-  rl_task *t = x->task;
-  x->task = NULL;
-  rl__task_wake(t, L, 0);
+  x->woken = 1;
+  rl__task_wake(x->task, L, 0);
   return 0;
 }
 
-/* Something came: wake the task if it was waiting for it. */
+/* Something came: wake the task if it was waiting for it (once). */
 static void lc_poke(lc_call *x) {
-  if (x->task && !x->ctx->closing && lc_ready(x))
+  if (x->task && !x->woken && !x->ctx->closing && lc_ready(x))
     rl__protect(x->ctx, x->ctx->L, wake_p, x);
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext kc) {
   lc_call *x = (lc_call *)kc;
   (void)status;
-  if (x->task && !rl__task_resumed(x->task))
-    return rl__task_repark(L, x->task, wait_k);
+  if (!rl__task_resumed(x->task)) /* resumed by hand: wait on */
+    return rl__task_repark_k(L, x->task, wait_k, kc);
+  x->task = NULL;
   return x->next(L, x);
 }
 
@@ -134,6 +135,7 @@ static int lc_wait(lua_State *L, lc_call *x, int want, lc_step next) {
     return next(L, x);
   }
   x->task = t;
+  x->woken = 0;
   rl__task_park(t, L);
   return lua_yieldk(L, 0, (lua_KContext)x, wait_k);
 }

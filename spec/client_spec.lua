@@ -580,6 +580,30 @@ finish()
       assert.equal(base .. "/a/up/echo", r.dots.url)
     end)
 
+    it("a task waiting in a call goes on waiting when something resumes "
+      .. "its coroutine by hand", function()
+      local r = run([[
+local _, base = serve(function(req)
+  ringlet.sleep(200)
+  return { body = "slow " .. req.uri }
+end)
+local co
+task(function()
+  co = coroutine.running()
+  local a, aerr = client.request(base .. "/a")
+  local b = client.get(base .. "/b")
+  R.a, R.aerr, R.b = a and a.body, aerr, b and b.body
+  finish()
+end)
+ringlet.timer(50, function()
+  R.resumed = { coroutine.resume(co, "junk", 1) }
+end)
+]])
+      assert.same({ true }, r.resumed)
+      assert.equal("slow /a", r.a, r.aerr)
+      assert.equal("slow /b", r.b)
+    end)
+
     it("in a handler, waits without blocking the loop: a proxy to a slow "
       .. "ringlet answers other requests meanwhile, and proxies overlap",
       function()
