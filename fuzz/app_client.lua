@@ -92,7 +92,8 @@ local function call(port, cfg)
     say("websocket", ws, err, res and res.status)
     if not ws then
       check_error(err)
-      if res ~= nil then check_response(res, opts, true) end
+      -- (a refusal's body is read up to 64 KiB, whatever max_body says)
+      if res ~= nil then check_response(res, { max_body = 65536 }, true) end
       return
     end
     state.ws = true
