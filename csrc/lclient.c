@@ -620,7 +620,8 @@ static void push_headers(lua_State *L, rl_creq *r) {
   lua_createtable(L, 0, (int)n);
   int t = lua_gettop(L);
   for (size_t i = 0; i < n; i++) {
-    const char *name = r->hdrs.base + hs[i].name;
+    /* (an empty name and value leave hdrs.base NULL: no NULL + 0) */
+    const char *name = hs[i].name_len ? r->hdrs.base + hs[i].name : "";
     const char *v = hs[i].value_len ? r->hdrs.base + hs[i].value : "";
     lua_pushlstring(L, name, hs[i].name_len);
     lua_pushvalue(L, -1);
