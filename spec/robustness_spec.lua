@@ -208,3 +208,45 @@ p:close()
       end)
   end)
 end)
+
+describe("idle timeouts of many different lengths at once", function()
+  -- The transport keeps deadlines in queues per delay (16 of them); more
+  -- distinct delays share a queue, kept in order by hand. 20 servers with
+  -- 20 idle_timeouts, a kept-alive connection to each: each is closed
+  -- after its own timeout, none early and none forgotten.
+  it("closes each connection after its own idle_timeout", function()
+    local ok, out, err = helper.run_script([[
+local ringlet = require "ringlet"
+local client = require "ringlet.client"
+local ports, servers, n = {}, {}, 20
+for i = 1, n do
+  local s = assert(ringlet.run_server(function() return { body = "ok" } end,
+    { ip = "127.0.0.1", port = 0, idle_timeout = 200 + 40 * (n - i) }))
+  ports[i], servers[i] = s.port, s
+end
+local function open()
+  local by = {}
+  for l in io.lines("/proc/net/tcp") do
+    local lp, st = l:match("^%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)")
+    if lp and st == "01" then by[tonumber(lp, 16)] = true end
+  end
+  local c = 0
+  for _, p in ipairs(ports) do if by[p] then c = c + 1 end end
+  return c
+end
+for i = 1, n do assert(client.get("http://127.0.0.1:" .. ports[i] .. "/").status == 200) end
+ringlet.sleep(100)
+local early = open()
+ringlet.sleep(640)   -- 840 ms: those with timeouts up to 800 ms are gone
+local mid = open()
+ringlet.sleep(500)
+print(early, mid, open())
+for _, s in ipairs(servers) do s:stop() end
+]])
+    assert(ok, err)
+    local early, mid, last = out:match("(%d+)%s+(%d+)%s+(%d+)")
+    assert.equal("20", early)
+    assert.truthy(tonumber(mid) >= 3 and tonumber(mid) <= 6, out)
+    assert.equal("0", last)
+  end)
+end)
