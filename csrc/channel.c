@@ -637,12 +637,11 @@ int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
     ch->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   if (ch->ws) {
-    /* the key was checked by the parser; the head answers it */
-    lua_getiuservalue(L, uidx, CH_REQ);
-    lua_getfield(L, -1, "headers");
-    lua_getfield(L, -1, "sec-websocket-key");
+    /* the key was checked by the parser (one, valid); the head answers it */
     size_t kl = 0;
-    const char *key = lua_tolstring(L, -1, &kl);
+    const char *key = NULL;
+    if (rl__http_header(h, "sec-websocket-key", 17, &key, &kl) != 1)
+      key = NULL;
     lua_getfield(L, ridx, "headers");
     int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
     char accept[29], extra[160];
@@ -658,7 +657,7 @@ int rl__channel_attach(rl_channel *ch, rl_http *h, lua_State *L, int ridx,
       if ((ws = rl__ws_new(max_ws)) != NULL)
         r = rl__http_upgrade(h, L, hidx, extra, err);
     }
-    lua_pop(L, 4);
+    lua_pop(L, 1);
     if (r != 0) {
       rl__ws_free(ws);
       ch_unanchor_if_idle(L, ch); /* not attached */

@@ -540,14 +540,33 @@ static void http_timeout(rl_conn *c) {
 
 /* ---- parsing ------------------------------------------------------------- */
 
+int rl__http_header(rl_http *h, const char *name, size_t nl, const char **v,
+                    size_t *vl) {
+  size_t n;
+  rl_header *hd = rl__http_headers(h, &n);
+  int count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (hd[i].name_len == nl &&
+        memcmp(h->hdrs.base + hd[i].name, name, nl) == 0 && count++ == 0) {
+      *v = HVAL(h, &hd[i]);
+      *vl = hd[i].value_len;
+    }
+  }
+  return count;
+}
+
 /* A whole request is parsed: the layer above answers it. */
 static void dispatch(rl_http *h) {
   h->state = RL_HANDLING;
   h->cbs->on_request(h);
   /* The request's bytes are the upper layer's now; an access log reads
-   * the request line and headers again once the exchange is over. */
-  if (h->cbs->on_done == NULL)
-    h->url.len = h->hdrs.len = h->hlist.len = 0;
+   * the request line and headers again once the exchange is over, a
+   * WebSocket upgrade its key (rl__http_header) when the handler answers. */
+  if (h->cbs->on_done == NULL) {
+    h->url.len = 0;
+    if (!h->websocket)
+      h->hdrs.len = h->hlist.len = 0;
+  }
   h->body.len = 0;
   drop_body_file(h); /* unless the layer above took it */
   if (h->body.cap > RL_MAX_PENDING)

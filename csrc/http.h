@@ -109,6 +109,13 @@ static inline rl_header *rl__http_headers(rl_http *h, size_t *n) {
   return (rl_header *)h->hlist.base;
 }
 
+/* How many times the request has the header `name` (lower-case), the
+ * first's value in *v and *vl. Valid while the request is answered: for a
+ * WebSocket upgrade until the connection is upgraded or the next request
+ * begins, for others during the layer above's on_request. */
+int rl__http_header(rl_http *h, const char *name, size_t nl, const char **v,
+                    size_t *vl);
+
 /* The request's body when it went to a temporary file (cfg->body_file): its
  * descriptor, now the caller's (positioned at the body's start); -1 when
  * the body is in h->body, or when the file could not be rewound (logged;

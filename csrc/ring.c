@@ -17,40 +17,6 @@
 #define RL_BODY_HWM (64 * 1024) /* pump more when less than this is queued */
 #define RL_FILE_CHUNK (64 * 1024)
 
-void rl__ring_open(lua_State *L, rl_ctx *ctx) {
-  if (ctx->keys_ref != LUA_NOREF)
-    return;
-  static const char *const keys[] = {
-      "server_port",  "server_name", "remote_addr",    "uri",
-      "query_string", "scheme",      "request_method", "protocol",
-      "headers",      "body",        "websocket",      "status",
-      "http",         "HTTP/1.1",    "HTTP/1.0"};
-  lua_createtable(L, RL_K_METHODS + 64, 0);
-  for (int i = 0; i < RL_K_METHODS - 1; i++) {
-    lua_pushstring(L, keys[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  static const struct {
-    int num;
-    const char *name;
-  } methods[] = {
-#define RL_XX(num, name, string) {num, #string},
-      HTTP_ALL_METHOD_MAP(RL_XX)
-#undef RL_XX
-  };
-  for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
-    char lower[32];
-    const char *name = methods[m].name;
-    size_t n = 0;
-    for (; name[n] && n < sizeof lower - 1; n++)
-      lower[n] =
-          (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
-    lua_pushlstring(L, lower, n);
-    lua_rawseti(L, -2, RL_K_METHODS + (methods[m].num & 63));
-  }
-  ctx->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 /* ---- the request table ------------------------------------------------------
  */
 
@@ -105,21 +71,255 @@ static void push_body_file(lua_State *L, int fd) {
   s->closef = body_fclose;
 }
 
+/* The request table is a plain table with a shared metatable. uri,
+ * request_method, query_string and body are set when it is made: nearly
+ * every handler reads them. The other keys (LZ_*) are made on first use
+ * from a snapshot of the request, a userdata found through a weak-keyed
+ * table (so no key of the request's own holds it): __index makes the one
+ * key read and stores it; __newindex notes a key assigned before it was
+ * read (nil included); __pairs makes every key and then drops the
+ * metatable, leaving the table whole and plain. Once every key is made the
+ * table is plain too. What differs from a plain table until then: rawget
+ * and next (lua_next: C serializers) see only the keys made so far, and
+ * setmetatable is refused (a protected metatable). */
+enum {
+  LZ_HEADERS,
+  LZ_SERVER_PORT,
+  LZ_SERVER_NAME,
+  LZ_REMOTE_ADDR,
+  LZ_SCHEME,
+  LZ_PROTOCOL,
+  LZ_WEBSOCKET,
+  LZ_N
+};
+#define LZ_ALL ((1u << LZ_N) - 1)
+
+static const int lz_key[LZ_N] = {
+    RL_K_HEADERS, RL_K_SERVER_PORT, RL_K_SERVER_NAME, RL_K_REMOTE_ADDR,
+    RL_K_SCHEME,  RL_K_PROTOCOL,    RL_K_WEBSOCKET};
+
+/* The metamethods' first upvalue: the lazy keys' interned strings, whose
+ * addresses identify them (short strings are unique in a state). */
+typedef struct {
+  const char *key[LZ_N];
+} lz_keys;
+
+/* A request's snapshot: this header, then the header list (offsets into
+ * the header text), the header text, remote_addr and server_name. */
+typedef struct {
+  unsigned done; /* bit i: LZ key i is in the table, made or assigned */
+  int port;
+  uint32_t nh, hdr_len, remote_len, name_len;
+  uint8_t minor, websocket;
+} lz_snap;
+
+/* The snapshot of the request at r, NULL once the table is whole. The
+ * metamethods' second upvalue is the weak table. */
+static lz_snap *lz_snap_of(lua_State *L, int r) {
+  lua_pushvalue(L, r);
+  lz_snap *s = lua_rawget(L, lua_upvalueindex(2)) == LUA_TUSERDATA
+                   ? lua_touserdata(L, -1)
+                   : NULL;
+  lua_pop(L, 1); /* the weak table anchors it while the request lives */
+  return s;
+}
+
+/* Which lazy key L[k] is, or -1. */
+static int lz_which(lua_State *L, int k) {
+  if (lua_type(L, k) != LUA_TSTRING)
+    return -1;
+  const char *p = lua_tostring(L, k);
+  const lz_keys *ks = lua_touserdata(L, lua_upvalueindex(1));
+  for (int i = 0; i < LZ_N; i++) {
+    if (ks->key[i] == p)
+      return i;
+  }
+  return -1;
+}
+
+/* The headers table: lower-case names; repeats joined with ", " (Ring's
+ * rule). */
+static void lz_push_headers(lua_State *L, const rl_header *hd, size_t nh,
+                            const char *text) {
+  lua_createtable(L, 0, (int)nh);
+  for (size_t i = 0; i < nh; i++) {
+    lua_pushlstring(L, text + hd[i].name, hd[i].name_len);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -3) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, text + hd[i].value, hd[i].value_len);
+    } else {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, text + hd[i].value, hd[i].value_len);
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+static void lz_push(lua_State *L, const lz_snap *s, int i) {
+  const rl_header *hd = (const rl_header *)(s + 1);
+  const char *text = (const char *)(hd + s->nh);
+  const char *remote = text + s->hdr_len;
+  switch (i) {
+  case LZ_HEADERS:
+    lz_push_headers(L, hd, s->nh, text);
+    break;
+  case LZ_SERVER_PORT:
+    lua_pushinteger(L, s->port);
+    break;
+  case LZ_SERVER_NAME:
+    lua_pushlstring(L, remote + s->remote_len, s->name_len);
+    break;
+  case LZ_REMOTE_ADDR:
+    lua_pushlstring(L, remote, s->remote_len);
+    break;
+  case LZ_SCHEME:
+    lua_pushliteral(L, "http");
+    break;
+  case LZ_PROTOCOL:
+    lua_pushstring(L, s->minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
+    break;
+  default:
+    lua_pushboolean(L, s->websocket);
+    break;
+  }
+}
+
+/* Every key made: the request at 1 is a plain table from now on. */
+static void lz_settle(lua_State *L, lz_snap *s) {
+  if (s->done != LZ_ALL)
+    return;
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  lua_rawset(L, lua_upvalueindex(2));
+  lua_pushnil(L);
+  lua_setmetatable(L, 1);
+}
+
+static int req_index(lua_State *L) {
+  int i = lz_which(L, 2);
+  lz_snap *s;
+  if (i < 0 || (s = lz_snap_of(L, 1)) == NULL || s->done & (1u << i))
+    return 0; /* absent, or made and then set to nil */
+  lz_push(L, s, i);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  s->done |= 1u << i;
+  lz_settle(L, s);
+  return 1;
+}
+
+static int req_newindex(lua_State *L) {
+  int i = lz_which(L, 2);
+  lz_snap *s = i < 0 ? NULL : lz_snap_of(L, 1);
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  if (s) {
+    s->done |= 1u << i; /* the user's value, nil included, stands */
+    lz_settle(L, s);
+  }
+  return 0;
+}
+
+static int req_next(lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_next(L, 1))
+    return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int req_pairs(lua_State *L) {
+  lz_snap *s = lz_snap_of(L, 1);
+  if (s) {
+    const lz_keys *ks = lua_touserdata(L, lua_upvalueindex(1));
+    for (int i = 0; i < LZ_N; i++) {
+      if (s->done & (1u << i))
+        continue;
+      lua_pushstring(L, ks->key[i]);
+      lz_push(L, s, i);
+      lua_rawset(L, 1);
+    }
+    s->done = LZ_ALL;
+    lz_settle(L, s);
+  }
+  lua_pushcfunction(L, req_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+void rl__ring_open(lua_State *L, rl_ctx *ctx) {
+  if (ctx->keys_ref != LUA_NOREF)
+    return;
+  static const char *const keys[] = {
+      "server_port",  "server_name", "remote_addr",    "uri",
+      "query_string", "scheme",      "request_method", "protocol",
+      "headers",      "body",        "websocket",      "status",
+      "http",         "HTTP/1.1",    "HTTP/1.0"};
+  lua_createtable(L, RL_R_LAZY, 0);
+  int K = lua_gettop(L);
+  for (int i = 0; i < RL_K_METHODS - 1; i++) {
+    lua_pushstring(L, keys[i]);
+    lua_rawseti(L, K, i + 1);
+  }
+  static const struct {
+    int num;
+    const char *name;
+  } methods[] = {
+#define RL_XX(num, name, string) {num, #string},
+      HTTP_ALL_METHOD_MAP(RL_XX)
+#undef RL_XX
+  };
+  for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+    char lower[32];
+    const char *name = methods[m].name;
+    size_t n = 0;
+    for (; name[n] && n < sizeof lower - 1; n++)
+      lower[n] =
+          (char)(name[n] >= 'A' && name[n] <= 'Z' ? name[n] + 32 : name[n]);
+    lua_pushlstring(L, lower, n);
+    lua_rawseti(L, K, RL_K_METHODS + (methods[m].num & 63));
+  }
+  /* the request tables' metatable, its upvalues: the lazy keys and the
+   * weak table of snapshots */
+  lz_keys *ks = lua_newuserdatauv(L, sizeof *ks, 1);
+  lua_pushvalue(L, K); /* anchors the strings ks points into */
+  lua_setiuservalue(L, -2, 1);
+  for (int i = 0; i < LZ_N; i++) {
+    lua_rawgeti(L, K, lz_key[i]);
+    ks->key[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, K, RL_R_LAZY);
+  lua_createtable(L, 0, 4);
+  static const luaL_Reg mms[] = {{"__index", req_index},
+                                 {"__newindex", req_newindex},
+                                 {"__pairs", req_pairs},
+                                 {NULL, NULL}};
+  lua_insert(L, -3); /* the metatable below its two upvalues */
+  luaL_setfuncs(L, mms, 2);
+  lua_pushliteral(L, "ringlet.request");
+  lua_setfield(L, -2, "__metatable");
+  lua_rawseti(L, K, RL_R_META);
+  ctx->keys_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 void rl__push_request(lua_State *L, rl_exchange *x, int port,
                       const char *name) {
   rl_http *h = &x->http;
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->ctx->keys_ref);
   int K = lua_gettop(L); /* interned keys: no lookup by C string */
-  lua_createtable(L, 0, 12);
-  KEY(RL_K_SERVER_PORT);
-  lua_pushinteger(L, port);
-  lua_rawset(L, -3);
-  KEY(RL_K_REMOTE_ADDR);
-  lua_pushstring(L, h->conn->remote);
-  lua_rawset(L, -3);
-  KEY(RL_K_SCHEME);
-  lua_rawgeti(L, K, RL_V_HTTP);
-  lua_rawset(L, -3);
+  lua_createtable(L, 0, 4);
+  int R = K + 1;
 
   /* uri and query_string; an absolute-form target names the host. */
   const char *u = h->url.base ? h->url.base : "/";
@@ -139,97 +339,88 @@ void rl__push_request(lua_State *L, rl_exchange *x, int port,
         /* "http://host?q" means path "/" */
         KEY(RL_K_URI);
         lua_pushliteral(L, "/");
-        lua_rawset(L, -3);
-        u = slash;
-        ul = (size_t)(end - slash);
-      } else {
-        ul = (size_t)(end - slash);
-        u = slash;
+        lua_rawset(L, R);
       }
+      ul = (size_t)(end - slash);
+      u = slash;
     }
   }
   const char *q = memchr(u, '?', ul);
   if (ul > 0 && u[0] != '?') {
     KEY(RL_K_URI);
     lua_pushlstring(L, u, q ? (size_t)(q - u) : ul);
-    lua_rawset(L, -3);
+    lua_rawset(L, R);
   }
   if (q) {
     KEY(RL_K_QUERY_STRING);
     lua_pushlstring(L, q + 1, ul - (size_t)(q - u) - 1);
-    lua_rawset(L, -3);
+    lua_rawset(L, R);
   }
-
-  size_t i;
   KEY(RL_K_REQUEST_METHOD);
   lua_rawgeti(L, K, RL_K_METHODS + (h->parser.method & 63));
-  lua_rawset(L, -3);
-  KEY(RL_K_PROTOCOL);
-  lua_rawgeti(L, K, h->http_minor == 0 ? RL_V_HTTP10 : RL_V_HTTP11);
-  lua_rawset(L, -3);
-
-  size_t nh;
-  rl_header *hd = rl__http_headers(h, &nh);
-  const char *host = NULL;
-  size_t hostl = 0;
-  KEY(RL_K_HEADERS);
-  lua_createtable(L, 0, (int)nh);
-  for (i = 0; i < nh; i++) {
-    const char *name = h->hdrs.base + hd[i].name;
-    lua_pushlstring(L, name, hd[i].name_len);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, -3);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_pushlstring(L, HVAL(h, &hd[i]), hd[i].value_len);
-    } else {
-      lua_pushliteral(L, ", ");
-      lua_pushlstring(L, HVAL(h, &hd[i]), hd[i].value_len);
-      lua_concat(L, 3);
-    }
-    lua_rawset(L, -3);
-    if (hd[i].name_len == 4 && memcmp(name, "host", 4) == 0) {
-      host = HVAL(h, &hd[i]);
-      hostl = hd[i].value_len;
-    }
-  }
-  lua_rawset(L, -3);
-
-  if (auth) {
-    host = auth;
-    hostl = authl;
-  }
-  KEY(RL_K_SERVER_NAME);
-  if (host && hostl > 0) {
-    /* strip the port, minding IPv6 literals */
-    size_t e = hostl;
-    if (host[0] == '[') {
-      const char *rb = memchr(host, ']', hostl);
-      e = rb ? (size_t)(rb - host) + 1 : hostl;
-    } else {
-      const char *colon = memchr(host, ':', hostl);
-      if (colon)
-        e = (size_t)(colon - host);
-    }
-    lua_pushlstring(L, host, e);
-  } else {
-    lua_pushstring(L, name);
-  }
-  lua_rawset(L, -3);
+  lua_rawset(L, R);
 
   int fd;
   if (h->body_fd && (fd = rl__http_take_body_file(h)) >= 0) {
     KEY(RL_K_BODY);
     push_body_file(L, fd);
-    lua_rawset(L, -3);
+    lua_rawset(L, R);
   } else if (h->body.len > 0 && h->body_fd == 0) {
     KEY(RL_K_BODY);
     lua_pushlstring(L, h->body.base, h->body.len);
-    lua_rawset(L, -3);
+    lua_rawset(L, R);
   }
-  KEY(RL_K_WEBSOCKET);
-  lua_pushboolean(L, h->websocket);
-  lua_rawset(L, -3);
+
+  /* the snapshot the other keys are made from */
+  size_t nh, i;
+  rl_header *hd = rl__http_headers(h, &nh);
+  const char *host = auth;
+  size_t hostl = authl;
+  for (i = 0; i < nh && !auth; i++) {
+    if (hd[i].name_len == 4 &&
+        memcmp(h->hdrs.base + hd[i].name, "host", 4) == 0) {
+      host = HVAL(h, &hd[i]);
+      hostl = hd[i].value_len;
+      break;
+    }
+  }
+  if (host && hostl > 0) {
+    /* server_name: the host without its port, minding IPv6 literals */
+    const char *e =
+        host[0] == '[' ? memchr(host, ']', hostl) : memchr(host, ':', hostl);
+    if (e)
+      hostl = (size_t)(e - host) + (host[0] == '[');
+  } else {
+    host = name;
+    hostl = strlen(name);
+  }
+  const char *remote = h->conn->remote;
+  size_t remotel = strlen(remote), hdrl = h->hdrs.len;
+  lz_snap *s = lua_newuserdatauv(
+      L, sizeof *s + nh * sizeof *hd + hdrl + remotel + hostl, 0);
+  s->done = 0;
+  s->port = port;
+  s->nh = (uint32_t)nh;
+  s->hdr_len = (uint32_t)hdrl;
+  s->remote_len = (uint32_t)remotel;
+  s->name_len = (uint32_t)hostl;
+  s->minor = h->http_minor;
+  s->websocket = h->websocket;
+  char *w = (char *)(s + 1);
+  if (nh)
+    memcpy(w, hd, nh * sizeof *hd);
+  w += nh * sizeof *hd;
+  if (hdrl)
+    memcpy(w, h->hdrs.base, hdrl);
+  memcpy(w + hdrl, remote, remotel);
+  memcpy(w + hdrl + remotel, host, hostl);
+  lua_rawgeti(L, K, RL_R_LAZY);
+  lua_pushvalue(L, R);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3); /* weak[request] = snapshot */
+  lua_pop(L, 2);
+  lua_rawgeti(L, K, RL_R_META);
+  lua_setmetatable(L, R);
   lua_remove(L, K);
 }
 #undef KEY

@@ -50,14 +50,19 @@ enum {
   RL_V_HTTP,
   RL_V_HTTP11,
   RL_V_HTTP10,
-  RL_K_METHODS /* + llhttp method, 64 of them: lower-case names */
+  RL_K_METHODS, /* + llhttp method, 64 of them: lower-case names */
+  RL_R_META = RL_K_METHODS + 64, /* the request tables' metatable */
+  RL_R_LAZY                      /* request table -> its snapshot (weak) */
 };
 
 /* Intern the keys above in ctx->keys_ref. */
 void rl__ring_open(lua_State *L, rl_ctx *ctx);
 
 /* Push the request table of the request just parsed on x; port and name
- * (server_name without a Host header) are the server's. */
+ * (server_name without a Host header) are the server's. uri,
+ * request_method, query_string and body are set; the other keys are made
+ * on first use (indexing, pairs) from a copy of the request kept with the
+ * table, so a handler pays only for what it reads. */
 void rl__push_request(lua_State *L, rl_exchange *x, int port, const char *name);
 /* Write the response at L[idx] (a handler's result to the request at
  * L[reqidx]) on x, or fail with a message in *err (then nothing was

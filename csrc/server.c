@@ -114,11 +114,14 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
  * send one with every WebSocket, so its absence is not a page of another
  * site (a function sees origin nil and may refuse it). Origins compare
  * without regard to case. */
-static int origin_allowed(lua_State *L, int oidx, int reqidx) {
+static int origin_allowed(rl_http *h, lua_State *L, int oidx, int reqidx) {
   int top = lua_gettop(L), ok = 0;
   size_t ol = 0;
   const char *origin = NULL;
-  if (lua_getfield(L, reqidx, "headers") == LUA_TTABLE &&
+  /* from the wire, as the request table's headers has it: repeats joined
+   * (then it is no one origin) */
+  if (rl__http_header(h, "origin", 6, &origin, &ol) > 1 &&
+      lua_getfield(L, reqidx, "headers") == LUA_TTABLE &&
       lua_getfield(L, -1, "origin") == LUA_TSTRING)
     origin = lua_tolstring(L, -1, &ol);
   if (lua_isfunction(L, oidx)) {
@@ -160,7 +163,7 @@ static int dispatch_p(lua_State *L) {
   rl__push_request(L, x, s->port, s->name);
   if (x->http.websocket && s->origins_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->origins_ref);
-    int allowed = origin_allowed(L, lua_gettop(L), lua_gettop(L) - 1);
+    int allowed = origin_allowed(&x->http, L, lua_gettop(L), lua_gettop(L) - 1);
     lua_pop(L, 1);
     if (!allowed) { /* cross-site WebSocket hijacking: before the handler */
       rl__http_error(&x->http, 403, "origin not allowed");
@@ -397,7 +400,8 @@ int rl__l_as_channel(lua_State *L) {
     if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
       return luaL_error(L, "as_channel: option 'origins' must be an array "
                            "of origins or a function");
-    if (!origin_allowed(L, lua_gettop(L), 1)) { /* a 403, no channel */
+    if (!origin_allowed(&x->http, L, lua_gettop(L),
+                        1)) { /* a 403, no channel */
       lua_createtable(L, 0, 3);
       lua_pushinteger(L, 403);
       lua_setfield(L, -2, "status");
