@@ -42,43 +42,44 @@ struct rl_channel {
   rl_ws *sock;        /* its WebSocket, while attached as one */
   rl_http *origin;    /* the exchange of the request it was made for */
   uint64_t origin_id; /* and its connection's id: an address may be reused */
-  int anchor_ref;     /* registry: the userdata while attached or running */
-  int running;        /* callbacks running */
-  int closed;         /* closed: is_open() false, send returns nil */
-  int close_fired;    /* on_close has been called */
-  int head_sent;
-  int framing;            /* RL_FRAME_* of the response once the head is out */
-  uint64_t timeout;       /* ms, 0 = none */
-  uv_timer_t *timer;      /* malloc'd; freed by its close callback */
-  int ws;                 /* the WebSocket transport */
+  uint64_t timeout;   /* ms, 0 = none */
+  uv_timer_t *timer;  /* malloc'd; freed by its close callback */
   uint64_t ping_interval; /* ms, 0 = none */
   uv_timer_t *ping;       /* malloc'd; freed by its close callback */
-  int ping_outstanding;   /* a ping went out and no pong came back */
   size_t max_buffered;    /* bytes queued past which send refuses */
-  int has_drain;          /* opts.on_drain is set */
-  int in_groups;          /* CH_GROUPS holds a table */
-  int by_server;          /* the server side started closing it */
   /* a file or iterator sent piece by piece (CH_STREAM holds it) */
-  int streaming;     /* a source is being sent */
-  int src_binary;    /* WebSocket: its pieces are binary messages */
-  int src_close;     /* close the channel once it is sent */
-  int pumping;       /* stream_pump's loop is running */
-  int replaying;     /* stream_drain is sending a waiting send */
-  int src_file;      /* the source is a file (CH_STREAM.src), not an
-                        iterator; read through its luaL_Stream each time, so
-                        a file the user closed meanwhile is never read */
   int64_t src_left;  /* bytes still owed under Content-Length; -1: to EOF */
-  int draining;      /* stream_drain's loop is running */
   rl_task *src_task; /* the iterator's call in flight */
   lua_Integer pend_head, pend_tail; /* CH_STREAM[head .. tail - 1] */
   rl_send *sends; /* malloc'd FIFO of sends waiting to be written */
   size_t nsends, send_head, send_cap;
   /* a client's WebSocket (ringlet.client) */
-  int client;    /* this end is the client: initiator names flip */
-  int in_paused; /* reading stopped: the inbox is full */
   lua_Integer in_head, in_tail; /* CH_ON_MESSAGE as an inbox: [head, tail) */
   rl_task *receiver;            /* a task waiting in receive() */
   uv_timer_t *recv_timer;       /* malloc'd: its timeout */
+  int anchor_ref; /* registry: the userdata while attached or running */
+  int running;    /* callbacks running */
+  /* flags, in bytes: an idle channel is kept per connection */
+  uint8_t closed;           /* closed: is_open() false, send returns nil */
+  uint8_t close_fired;      /* on_close has been called */
+  uint8_t head_sent;        /* an HTTP stream's head is out */
+  uint8_t framing;          /* RL_FRAME_* of the response once it is */
+  uint8_t ws;               /* the WebSocket transport */
+  uint8_t ping_outstanding; /* a ping went out and no pong came back */
+  uint8_t has_drain;        /* opts.on_drain is set */
+  uint8_t in_groups;        /* CH_GROUPS holds a table */
+  uint8_t by_server;        /* the server side started closing it */
+  uint8_t streaming;        /* a source is being sent */
+  uint8_t src_binary;       /* WebSocket: its pieces are binary messages */
+  uint8_t src_close;        /* close the channel once it is sent */
+  uint8_t pumping;          /* stream_pump's loop is running */
+  uint8_t replaying;        /* stream_drain is sending a waiting send */
+  uint8_t src_file;         /* the source is a file (CH_STREAM.src), not an
+                               iterator; read through its luaL_Stream each time, so
+                               a file the user closed meanwhile is never read */
+  uint8_t draining;         /* stream_drain's loop is running */
+  uint8_t client;           /* this end is the client: initiator names flip */
+  uint8_t in_paused;        /* reading stopped: the inbox is full */
 };
 
 #define CH_INBOX_MAX 64 /* messages waiting before reading stops */
@@ -696,8 +697,17 @@ static int ch_create(lua_State *L, int ridx, rl_http *h, const char *who) {
     luaL_checktype(L, 2, LUA_TTABLE);
   rl_ctx *ctx = rl__ctx(L);
   lua_Integer timeout = 0, ping_interval = 0, max_buffered = 4194304;
-  /* copy and check the options: unknown names and wrong types raise */
-  lua_createtable(L, 0, 6);
+  /* copy and check the options: unknown names and wrong types raise; the
+   * copy sized to them (an idle channel keeps it) */
+  int nopts = 0;
+  if (has_opts) {
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      lua_pop(L, 1);
+      nopts++;
+    }
+  }
+  lua_createtable(L, 0, nopts);
   int oidx = lua_gettop(L);
   if (has_opts) {
     lua_pushnil(L);
