@@ -38,29 +38,28 @@ struct rl_ws {
   const rl_ws_cbs *cbs;
   void *ud;           /* the layer above's */
   size_t max_message; /* bytes, else 1009 */
-  int closed_up;      /* cbs->on_close has run */
-  int client;         /* the client's end: frames out masked, in unmasked */
   /* the frame being received */
-  int in_payload;  /* its header is parsed */
-  int op, fin;     /* of the frame */
-  uint8_t mask[4]; /* of the frame */
-  uint64_t left;   /* payload bytes still to come */
-  uint64_t pos;    /* payload bytes seen (for the mask's phase) */
-  int msg_op;      /* OP_TEXT or OP_BINARY while a message is fragmented */
-  rl_buf msg;      /* owned: a fragmented message so far */
-  rl_buf ctrl;     /* owned: a control frame's payload so far */
-  uint32_t utf8;   /* UTF-8 state of the text message: bytes still owed
-                      (low byte) and the next byte's range (lo, hi) */
+  uint64_t left;         /* payload bytes still to come */
+  uint64_t pos;          /* payload bytes seen (for the mask's phase) */
+  rl_buf msg;            /* owned: a fragmented message so far */
+  rl_buf ctrl;           /* owned: a control frame's payload so far */
+  uint32_t utf8;         /* UTF-8 state of the text message: bytes still owed
+                            (low byte) and the next byte's range (lo, hi) */
+  uint8_t mask[4];       /* of the frame */
+  char *reason_received; /* owned: the peer's close reason */
+  char *reason_sent;     /* owned: ours (an open socket has neither) */
+  uint8_t reason_received_len, reason_sent_len; /* at most 123 */
+  uint16_t code_sent, code_received;
+  uint8_t op, fin;    /* of the frame */
+  uint8_t msg_op;     /* OP_TEXT or OP_BINARY while a message is fragmented */
+  uint8_t in_payload; /* its header is parsed */
+  uint8_t closed_up;  /* cbs->on_close has run */
+  uint8_t client;     /* the client's end: frames out masked, in unmasked */
   /* closing */
-  int read_closed; /* we stopped reading frames */
-  int close_sent;  /* a close frame is in the output */
-  int close_received;
-  int initiated; /* our close frame went out before the peer's came */
-  int code_sent, code_received;
-  char *reason_received; /* owned */
-  size_t reason_received_len;
-  char reason_sent[123];
-  size_t reason_sent_len;
+  uint8_t read_closed; /* we stopped reading frames */
+  uint8_t close_sent;  /* a close frame is in the output */
+  uint8_t close_received;
+  uint8_t initiated; /* our close frame went out before the peer's came */
 };
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -206,13 +205,16 @@ static void send_close(rl_ws *ws, int code, const char *reason, size_t n) {
   ws->initiated = !ws->close_received;
   ws->code_sent = code ? code : 1005;
   if (code) {
-    if (n > sizeof ws->reason_sent)
-      n = sizeof ws->reason_sent;
+    if (n > 123)
+      n = 123;
     pl[0] = (char)(code >> 8);
     pl[1] = (char)code;
     memcpy(pl + 2, reason, n);
-    memcpy(ws->reason_sent, reason, n);
-    ws->reason_sent_len = n;
+    /* kept for on_close (a reason lost to a failed malloc is "") */
+    if (n > 0 && (ws->reason_sent = malloc(n)) != NULL) {
+      memcpy(ws->reason_sent, reason, n);
+      ws->reason_sent_len = (uint8_t)n;
+    }
     pn = n + 2;
   }
   put_frame(ws, OP_CLOSE, 1, pl, pn);
@@ -286,7 +288,7 @@ static void control(rl_ws *ws, int op, const char *p, size_t n) {
     }
     if (n > 2 && (ws->reason_received = malloc(n - 2))) {
       memcpy(ws->reason_received, p + 2, n - 2);
-      ws->reason_received_len = n - 2;
+      ws->reason_received_len = (uint8_t)(n - 2);
     }
   }
   ws->close_received = 1;
@@ -508,7 +510,7 @@ int rl__ws_failed(const rl_ws *ws, const char **reason, size_t *n) {
   int code = ws->initiated ? ws->code_sent : 0;
   if (code != 1002 && code != 1007 && code != 1009)
     return 0;
-  *reason = ws->reason_sent;
+  *reason = ws->reason_sent ? ws->reason_sent : "";
   *n = ws->reason_sent_len;
   return code;
 }
@@ -554,8 +556,10 @@ static int close_info(rl_ws *ws, const char **reason, size_t *n) {
     return ws->code_received;
   }
   if (ws->close_sent) {
-    *reason = ws->reason_sent;
-    *n = ws->reason_sent_len;
+    if (ws->reason_sent) {
+      *reason = ws->reason_sent;
+      *n = ws->reason_sent_len;
+    }
     return ws->code_sent;
   }
   return 1006;
@@ -649,5 +653,6 @@ void rl__ws_free(rl_ws *ws) {
   rl__buf_free(&ws->msg);
   rl__buf_free(&ws->ctrl);
   free(ws->reason_received);
+  free(ws->reason_sent);
   free(ws);
 }
