@@ -105,6 +105,17 @@ routes["/passed-on"] = function(req)
   return { status = 200, body = serialize({ a, b }) }
 end
 
+-- the handshake answers the key the client sent, and origins judge the
+-- Origin it sent, whatever the handler did to req.headers
+routes["/ws-edited"] = function(req)
+  req.headers["sec-websocket-key"] = "dGhpcyBpcyBub3QgaXQ="
+  req.headers.origin = "https://allowed.test"
+  return ringlet.as_channel(req, { origins = { "https://allowed.test" },
+    on_open = function(ch)
+      ch:send(ch:originating_request().headers["sec-websocket-key"])
+    end })
+end
+
 return function(req)
   local h = routes[req.uri]
   if h then return h(req) end
@@ -214,6 +225,19 @@ describe("the request table's keys made on first use", function()
       assert.equal(i * 300, #kept[i].headers["x-pad"])
       assert.equal("/keep", kept[i].uri)
     end
+  end)
+
+  it("does not let a handler's edits to req.headers change the handshake", function()
+    local ws = require "wsclient"
+    local sock, res = ws.handshake(port, "/ws-edited")
+    assert.truthy(sock, res)
+    finally(function() sock:close() end)
+    assert.equal(101, res.status)
+    assert.equal(ws.accept(res.key), res.headers["sec-websocket-accept"])
+    local s2, res2 = ws.handshake(port, "/ws-edited",
+      { Origin = "https://elsewhere.test" })
+    if s2 then s2:close() end
+    assert.equal(403, res2.status)
   end)
 
   it("can be passed on to other functions and coroutines", function()
