@@ -52,34 +52,34 @@ struct rl_channel {
   rl_task *src_task; /* the iterator's call in flight */
   lua_Integer pend_head, pend_tail; /* CH_STREAM[head .. tail - 1] */
   rl_send *sends; /* malloc'd FIFO of sends waiting to be written */
-  size_t nsends, send_head, send_cap;
   /* a client's WebSocket (ringlet.client) */
   lua_Integer in_head, in_tail; /* CH_ON_MESSAGE as an inbox: [head, tail) */
   rl_task *receiver;            /* a task waiting in receive() */
   uv_timer_t *recv_timer;       /* malloc'd: its timeout */
   int anchor_ref; /* registry: the userdata while attached or running */
   int running;    /* callbacks running */
-  /* flags, in bytes: an idle channel is kept per connection */
-  uint8_t closed;           /* closed: is_open() false, send returns nil */
-  uint8_t close_fired;      /* on_close has been called */
-  uint8_t head_sent;        /* an HTTP stream's head is out */
-  uint8_t framing;          /* RL_FRAME_* of the response once it is */
-  uint8_t ws;               /* the WebSocket transport */
-  uint8_t ping_outstanding; /* a ping went out and no pong came back */
-  uint8_t has_drain;        /* opts.on_drain is set */
-  uint8_t in_groups;        /* CH_GROUPS holds a table */
-  uint8_t by_server;        /* the server side started closing it */
-  uint8_t streaming;        /* a source is being sent */
-  uint8_t src_binary;       /* WebSocket: its pieces are binary messages */
-  uint8_t src_close;        /* close the channel once it is sent */
-  uint8_t pumping;          /* stream_pump's loop is running */
-  uint8_t replaying;        /* stream_drain is sending a waiting send */
-  uint8_t src_file;         /* the source is a file (CH_STREAM.src), not an
+  uint32_t nsends, send_head, send_cap; /* sends: [head, head + n) */
+  /* flags, in bits: an idle channel is kept per connection */
+  uint8_t closed : 1;           /* closed: is_open() false, send returns nil */
+  uint8_t close_fired : 1;      /* on_close has been called */
+  uint8_t head_sent : 1;        /* an HTTP stream's head is out */
+  uint8_t framing : 2;          /* RL_FRAME_* of the response once it is */
+  uint8_t ws : 1;               /* the WebSocket transport */
+  uint8_t ping_outstanding : 1; /* a ping went out and no pong came back */
+  uint8_t has_drain : 1;        /* opts.on_drain is set */
+  uint8_t in_groups : 1;        /* CH_GROUPS holds a table */
+  uint8_t by_server : 1;        /* the server side started closing it */
+  uint8_t streaming : 1;        /* a source is being sent */
+  uint8_t src_binary : 1;       /* WebSocket: its pieces are binary messages */
+  uint8_t src_close : 1;        /* close the channel once it is sent */
+  uint8_t pumping : 1;          /* stream_pump's loop is running */
+  uint8_t replaying : 1;        /* stream_drain is sending a waiting send */
+  uint8_t src_file : 1;         /* the source is a file (CH_STREAM.src), not an
                                iterator; read through its luaL_Stream each time, so
                                a file the user closed meanwhile is never read */
-  uint8_t draining;         /* stream_drain's loop is running */
-  uint8_t client;           /* this end is the client: initiator names flip */
-  uint8_t in_paused;        /* reading stopped: the inbox is full */
+  uint8_t draining : 1;         /* stream_drain's loop is running */
+  uint8_t client : 1;    /* this end is the client: initiator names flip */
+  uint8_t in_paused : 1; /* reading stopped: the inbox is full */
 };
 
 #define CH_INBOX_MAX 64 /* messages waiting before reading stops */
@@ -172,14 +172,24 @@ static void ch_start(lua_State *L, rl_channel *ch, int nargs, int is_err) {
                        NULL);
 }
 
+/* Push the channel's option `name` (nil when not given); its type. A
+ * channel given no option but on_message keeps no options table. */
+static int ch_opt(lua_State *L, int uidx, const char *name) {
+  if (lua_getiuservalue(L, uidx, CH_OPTS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  int t = lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  return t;
+}
+
 /* Call opts[name](ch, ...) with nargs extra args already on L. The
  * userdata is at uidx. */
 static void ch_call(lua_State *L, rl_channel *ch, int uidx, const char *name,
                     int nargs) {
-  lua_getiuservalue(L, uidx, CH_OPTS);
-  lua_getfield(L, -1, name);
-  lua_remove(L, -2);
-  if (lua_isnil(L, -1)) {
+  if (ch_opt(L, uidx, name) == LUA_TNIL) {
     lua_pop(L, 1 + nargs);
     return;
   }
@@ -192,10 +202,8 @@ static void ch_call(lua_State *L, rl_channel *ch, int uidx, const char *name,
 static void call_on_error(lua_State *L, rl_channel *ch, int uidx,
                           const char *err) {
   lua_pushstring(L, err ? err : "(no message)");
-  lua_getiuservalue(L, uidx, CH_OPTS);
-  lua_getfield(L, -1, "on_error");
-  int have = !lua_isnil(L, -1);
-  lua_pop(L, 2);
+  int have = ch_opt(L, uidx, "on_error") != LUA_TNIL;
+  lua_pop(L, 1);
   if (!have) {
     rl__log("channel error: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -697,16 +705,20 @@ static int ch_create(lua_State *L, int ridx, rl_http *h, const char *who) {
     luaL_checktype(L, 2, LUA_TTABLE);
   rl_ctx *ctx = rl__ctx(L);
   lua_Integer timeout = 0, ping_interval = 0, max_buffered = 4194304;
-  /* copy and check the options: unknown names and wrong types raise; the
-   * copy sized to them (an idle channel keeps it) */
+  /* copy and check the options: unknown names and wrong types raise. The
+   * copy is sized to them and kept only when it holds any: on_message,
+   * called for every message, has a user value of its own. */
   int nopts = 0;
   if (has_opts) {
     lua_pushnil(L);
     while (lua_next(L, 2)) {
       lua_pop(L, 1);
-      nopts++;
+      nopts += !(lua_type(L, -1) == LUA_TSTRING &&
+                 strcmp(lua_tostring(L, -1), "on_message") == 0);
     }
   }
+  lua_pushnil(L); /* on_message */
+  int midx = lua_gettop(L);
   lua_createtable(L, 0, nopts);
   int oidx = lua_gettop(L);
   if (has_opts) {
@@ -740,6 +752,10 @@ static int ch_create(lua_State *L, int ridx, rl_http *h, const char *who) {
         else if (strcmp(k, "max_buffered") == 0)
           max_buffered = lua_tointeger(L, -1);
       }
+      if (strcmp(k, "on_message") == 0) {
+        lua_replace(L, midx);
+        continue;
+      }
       lua_pushvalue(L, -2);
       lua_insert(L, -2);
       lua_rawset(L, oidx);
@@ -761,16 +777,19 @@ static int ch_create(lua_State *L, int ridx, rl_http *h, const char *who) {
   ch->closed = h == NULL; /* the request's connection is already gone */
   luaL_setmetatable(L, RL_CHANNEL_MT);
   int uidx = lua_gettop(L);
-  lua_pushvalue(L, oidx);
-  lua_setiuservalue(L, uidx, CH_OPTS);
+  if (nopts > 0) {
+    lua_pushvalue(L, oidx);
+    lua_setiuservalue(L, uidx, CH_OPTS);
+  }
   if (ridx) {
     lua_pushvalue(L, ridx);
     lua_setiuservalue(L, uidx, CH_REQ);
   }
-  lua_getfield(L, oidx, "on_message"); /* the options are a private copy */
+  lua_pushvalue(L, midx);
   lua_setiuservalue(L, uidx, CH_ON_MESSAGE);
-  lua_remove(L, oidx);
-  return uidx - 1;
+  lua_rotate(L, midx, -2); /* the userdata to midx, then drop the rest */
+  lua_pop(L, 2);
+  return midx;
 }
 
 int rl__channel_new(lua_State *L, rl_http *h) {
@@ -982,9 +1001,8 @@ static void stream_end(lua_State *L, rl_channel *ch, int uidx,
       lua_pushvalue(L, -2);
       ch_start(L, ch, 1, 0);
     }
-    lua_getiuservalue(L, uidx, CH_OPTS);
-    int chan = lua_getfield(L, -1, "on_error") != LUA_TNIL;
-    lua_pop(L, 2);
+    int chan = ch_opt(L, uidx, "on_error") != LUA_TNIL;
+    lua_pop(L, 1);
     if (chan || !own) /* the channel's too; logged when neither has one */
       call_on_error(L, ch, uidx, lua_tostring(L, -1));
     if (!ch->ws && ch->conn && !ch->closed) {
