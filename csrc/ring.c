@@ -104,13 +104,17 @@ typedef struct {
   const char *key[LZ_N];
 } lz_keys;
 
-/* A request's snapshot: this header, then the header list (offsets into
- * the header text), the header text, remote_addr and server_name. */
+/* A request's snapshot: this header, then remote_addr and (unless it is
+ * in the Host header) server_name, then each header as its name's and its
+ * value's lengths (2 bytes each, 4 when `wide`) and their bytes. */
 typedef struct {
-  unsigned done; /* bit i: LZ key i is in the table, made or assigned */
+  uint8_t done; /* bit i: LZ key i is in the table, made or assigned */
+  uint8_t minor, websocket, wide, remote_len;
+  uint16_t nh;
   int port;
-  uint32_t nh, hdr_len, remote_len, name_len;
-  uint8_t minor, websocket;
+  uint32_t name_at, name_len; /* server_name: at name_at bytes after this
+                                 header, in the Host header's value or a
+                                 copy after remote_addr */
 } lz_snap;
 
 /* The snapshot of the request at r, NULL once the table is whole. The
@@ -137,39 +141,53 @@ static int lz_which(lua_State *L, int k) {
   return -1;
 }
 
+static size_t lz_len(const char **p, int wide) {
+  if (wide) {
+    uint32_t n;
+    memcpy(&n, *p, 4);
+    *p += 4;
+    return n;
+  }
+  uint16_t n;
+  memcpy(&n, *p, 2);
+  *p += 2;
+  return n;
+}
+
 /* The headers table: lower-case names; repeats joined with ", " (Ring's
  * rule). */
-static void lz_push_headers(lua_State *L, const rl_header *hd, size_t nh,
-                            const char *text) {
-  lua_createtable(L, 0, (int)nh);
-  for (size_t i = 0; i < nh; i++) {
-    lua_pushlstring(L, text + hd[i].name, hd[i].name_len);
+static void lz_push_headers(lua_State *L, const lz_snap *s, const char *p) {
+  lua_createtable(L, 0, s->nh);
+  for (size_t i = 0; i < s->nh; i++) {
+    size_t nl = lz_len(&p, s->wide), vl = lz_len(&p, s->wide);
+    lua_pushlstring(L, p, nl);
     lua_pushvalue(L, -1);
     if (lua_rawget(L, -3) == LUA_TNIL) {
       lua_pop(L, 1);
-      lua_pushlstring(L, text + hd[i].value, hd[i].value_len);
+      lua_pushlstring(L, p + nl, vl);
     } else {
       lua_pushliteral(L, ", ");
-      lua_pushlstring(L, text + hd[i].value, hd[i].value_len);
+      lua_pushlstring(L, p + nl, vl);
       lua_concat(L, 3);
     }
     lua_rawset(L, -3);
+    p += nl + vl;
   }
 }
 
 static void lz_push(lua_State *L, const lz_snap *s, int i) {
-  const rl_header *hd = (const rl_header *)(s + 1);
-  const char *text = (const char *)(hd + s->nh);
-  const char *remote = text + s->hdr_len;
+  const char *remote = (const char *)(s + 1);
   switch (i) {
   case LZ_HEADERS:
-    lz_push_headers(L, hd, s->nh, text);
+    lz_push_headers(L, s,
+                    remote + s->remote_len +
+                        (s->name_at == s->remote_len ? s->name_len : 0));
     break;
   case LZ_SERVER_PORT:
     lua_pushinteger(L, s->port);
     break;
   case LZ_SERVER_NAME:
-    lua_pushlstring(L, remote + s->remote_len, s->name_len);
+    lua_pushlstring(L, remote + s->name_at, s->name_len);
     break;
   case LZ_REMOTE_ADDR:
     lua_pushlstring(L, remote, s->remote_len);
@@ -375,12 +393,13 @@ void rl__push_request(lua_State *L, rl_exchange *x, int port,
   size_t nh, i;
   rl_header *hd = rl__http_headers(h, &nh);
   const char *host = auth;
-  size_t hostl = authl;
+  size_t hostl = authl, hosti = nh; /* the Host header's index, if used */
   for (i = 0; i < nh && !auth; i++) {
     if (hd[i].name_len == 4 &&
         memcmp(h->hdrs.base + hd[i].name, "host", 4) == 0) {
       host = HVAL(h, &hd[i]);
       hostl = hd[i].value_len;
+      hosti = i;
       break;
     }
   }
@@ -393,27 +412,50 @@ void rl__push_request(lua_State *L, rl_exchange *x, int port,
   } else {
     host = name;
     hostl = strlen(name);
+    hosti = nh;
   }
+  size_t copied = hosti < nh ? 0 : hostl;
   const char *remote = h->conn->remote;
-  size_t remotel = strlen(remote), hdrl = h->hdrs.len;
+  size_t remotel = strlen(remote), bytes = 0;
+  int wide = 0;
+  for (i = 0; i < nh; i++) {
+    bytes += hd[i].name_len + hd[i].value_len;
+    wide |= hd[i].name_len > UINT16_MAX || hd[i].value_len > UINT16_MAX;
+  }
+  size_t lens = wide ? 4 : 2;
   lz_snap *s = lua_newuserdatauv(
-      L, sizeof *s + nh * sizeof *hd + hdrl + remotel + hostl, 0);
+      L, sizeof *s + remotel + copied + nh * 2 * lens + bytes, 0);
   s->done = 0;
-  s->port = port;
-  s->nh = (uint32_t)nh;
-  s->hdr_len = (uint32_t)hdrl;
-  s->remote_len = (uint32_t)remotel;
-  s->name_len = (uint32_t)hostl;
   s->minor = h->http_minor;
   s->websocket = h->websocket;
+  s->wide = (uint8_t)wide;
+  s->remote_len = (uint8_t)remotel; /* rl_conn's remote holds < 48 */
+  s->nh = (uint16_t)nh;             /* at most 128 (limits) */
+  s->port = port;
+  s->name_len = (uint32_t)hostl;
+  s->name_at = (uint32_t)remotel; /* its copy, or in the Host header's value */
   char *w = (char *)(s + 1);
-  if (nh)
-    memcpy(w, hd, nh * sizeof *hd);
-  w += nh * sizeof *hd;
-  if (hdrl)
-    memcpy(w, h->hdrs.base, hdrl);
-  memcpy(w + hdrl, remote, remotel);
-  memcpy(w + hdrl + remotel, host, hostl);
+  memcpy(w, remote, remotel);
+  memcpy(w + remotel, host, copied);
+  w += remotel + copied;
+  for (i = 0; i < nh; i++) {
+    if (i == hosti)
+      s->name_at = (uint32_t)(w + 2 * lens + hd[i].name_len - (char *)(s + 1));
+    if (wide) {
+      uint32_t l[2] = {hd[i].name_len, hd[i].value_len};
+      memcpy(w, l, 8);
+    } else {
+      uint16_t l[2] = {(uint16_t)hd[i].name_len, (uint16_t)hd[i].value_len};
+      memcpy(w, l, 4);
+    }
+    w += 2 * lens;
+    if (hd[i].name_len) /* (hdrs.base may be NULL for empty spans) */
+      memcpy(w, h->hdrs.base + hd[i].name, hd[i].name_len);
+    w += hd[i].name_len;
+    if (hd[i].value_len)
+      memcpy(w, HVAL(h, &hd[i]), hd[i].value_len);
+    w += hd[i].value_len;
+  }
   lua_rawgeti(L, K, RL_R_LAZY);
   lua_pushvalue(L, R);
   lua_pushvalue(L, -3);

@@ -12,14 +12,14 @@
 
 /* What a streamed body reads from. */
 typedef struct {
-  int kind;      /* 0 none, 1 file, 2 iterator */
-  int ref;       /* registry: the file handle or the iterator */
-  int chunked;   /* frame pieces as chunks */
-  FILE *fp;      /* file: borrowed from the luaL_Stream */
-  int64_t off;   /* file: next offset (regular files) */
-  int64_t left;  /* file: bytes left, -1 when unknown */
-  int busy;      /* iterator: a call is running */
-  rl_task *task; /* iterator: the suspended call, if any */
+  FILE *fp;        /* file: borrowed from the luaL_Stream */
+  int64_t off;     /* file: next offset (regular files) */
+  int64_t left;    /* file: bytes left, -1 when unknown */
+  rl_task *task;   /* iterator: the suspended call, if any */
+  int ref;         /* registry: the file handle or the iterator */
+  uint8_t kind;    /* 0 none, 1 file, 2 iterator */
+  uint8_t chunked; /* frame pieces as chunks */
+  uint8_t busy;    /* iterator: a call is running */
 } rl_body;
 
 /* One connection's HTTP state and the Ring response being made on it. */
