@@ -8,7 +8,8 @@
 #   ws32        wsbench: 32 B text, depth 1,   WS_CONNS x MESSAGES
 #   ws32d16     wsbench: 32 B text, depth 16,  WS_CONNS x MESSAGES_D16
 #   ws64k       wsbench: 64 KiB binary, depth 1, WS_CONNS x MESSAGES_BIG
-#   idle        wsbench --idle IDLE on a fresh server: RSS growth per connection
+#   idle        wsbench --idle IDLE on a fresh server (after one WebSocket
+#               echoing ten messages): RSS growth per connection
 #
 # For every load it also reads the server's utime + stime (/proc/PID/stat)
 # before and after and reports the CPU time per request or message. The
@@ -458,6 +459,10 @@ run_ws() { # KEY wsbench-args...
 
 run_idle() {
   local rss0 rss1 st=0 i=0
+  # one WebSocket first, on every server: code and libraries paged in on
+  # first use (the handshake's SHA-1...) are not memory per connection
+  taskset -c 1 "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns 1 \
+    --messages 10 --timeout "$WS_TIMEOUT" >/dev/null 2>&1
   sleep 0.5
   rss0=$(rss_kb)
   log "$server round $round: idle: wsbench --idle $IDLE --hold $HOLD (CPU 1); RSS of pid $mpid before: $rss0 KiB"

@@ -6,8 +6,9 @@
 # For each binary in turn (ROUNDS [2] times, alternating, so builds compare
 # on the same machine state): a fresh server on bench/app.lua (wrapped so
 # that GET /gc runs a full collection and answers collectgarbage("count")),
-# one GET /hello, then wsbench --idle N [5000] opens N WebSockets on /ws and
-# holds them. Printed per run: VmRSS before and after, the growth per
+# one GET /hello and one WebSocket echoing ten messages (so code paged in
+# on first use is not counted per connection), then wsbench --idle N
+# [5000] opens N WebSockets on /ws and holds them. Printed per run: VmRSS before and after, the growth per
 # connection, and the Lua heap's growth per connection after a full
 # collection (what the request table, the channel and their options keep).
 # WSBENCH_BIN as bench/wsbench-bin.sh.
@@ -56,6 +57,10 @@ run() {
   done
   [ -n "$port" ] || { cat "$tmp/server.log" >&2; return 1; }
   curl -s "http://127.0.0.1:$port/hello" >/dev/null
+  # one WebSocket first: the code and libraries only a WebSocket touches
+  # (SHA-1 for the handshake...) are paged in before the baseline
+  "$WSB" --host 127.0.0.1 --port "$port" --path /ws --conns 1 --messages 10 \
+    >/dev/null 2>&1
   local g0 r0 g1 r1
   g0=$(curl -s "http://127.0.0.1:$port/gc")
   r0=$(rss "$pid")
