@@ -1154,14 +1154,15 @@ static void check_message(lua_State *L, rl_channel *ch, int is_map) {
     lua_getfield(L, 2, "body");
     idx = lua_gettop(L);
   }
-  luaL_Stream *fs = luaL_testudata(L, idx, LUA_FILEHANDLE);
+  luaL_Stream *fs;
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
     if (is_map || !ch->ws) /* an empty body or chunk */
       break;
     /* fall through */
   default:
-    if (fs == NULL)
+    /* a file: looked up only here (by the metatable's name) */
+    if ((fs = luaL_testudata(L, idx, LUA_FILEHANDLE)) == NULL)
       luaL_error(L,
                  "send: a message must be a string, an array of strings, a "
                  "file or an iterator function (got %s)",
