@@ -321,6 +321,10 @@ end
 -- given), and so does a POST, PUT or PATCH without one (0), as clients
 -- (`ringlet.client`, curl, browsers) send them.
 --
+-- The table is a plain one with every key set; the server's makes most of
+-- its keys on first use (README, "The API at a glance"), which a handler
+-- sees only through `rawget`, `next` or `getmetatable`.
+--
 -- Called as `request(method, uri [, opts])` (ring-mock's form) or
 -- `request(opts)`. Options:
 --
