@@ -118,12 +118,26 @@ static int origin_allowed(rl_http *h, lua_State *L, int oidx, int reqidx) {
   int top = lua_gettop(L), ok = 0;
   size_t ol = 0;
   const char *origin = NULL;
-  /* from the wire, as the request table's headers has it: repeats joined
-   * (then it is no one origin) */
-  if (rl__http_header(h, "origin", 6, &origin, &ol) > 1 &&
-      lua_getfield(L, reqidx, "headers") == LUA_TTABLE &&
-      lua_getfield(L, -1, "origin") == LUA_TSTRING)
+  /* from the wire (a handler's edits to req.headers do not count), as
+   * req.headers would have it: repeats joined with ", ", which is then no
+   * one origin */
+  if (rl__http_header(h, "origin", 6, &origin, &ol) > 1) {
+    size_t n;
+    rl_header *hd = rl__http_headers(h, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0, first = 1; i < n; i++) {
+      if (hd[i].name_len != 6 ||
+          memcmp(h->hdrs.base + hd[i].name, "origin", 6) != 0)
+        continue;
+      if (!first)
+        luaL_addstring(&b, ", ");
+      luaL_addlstring(&b, h->hdrs.base + hd[i].value, hd[i].value_len);
+      first = 0;
+    }
+    luaL_pushresult(&b);
     origin = lua_tolstring(L, -1, &ol);
+  }
   if (lua_isfunction(L, oidx)) {
     lua_pushvalue(L, oidx);
     if (origin)
@@ -400,8 +414,8 @@ int rl__l_as_channel(lua_State *L) {
     if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
       return luaL_error(L, "as_channel: option 'origins' must be an array "
                            "of origins or a function");
-    if (!origin_allowed(&x->http, L, lua_gettop(L),
-                        1)) { /* a 403, no channel */
+    /* refused: a 403, no channel */
+    if (!origin_allowed(&x->http, L, lua_gettop(L), 1)) {
       lua_createtable(L, 0, 3);
       lua_pushinteger(L, 403);
       lua_setfield(L, -2, "status");

@@ -238,9 +238,48 @@ describe("the request table's keys made on first use", function()
       { Origin = "https://elsewhere.test" })
     if s2 then s2:close() end
     assert.equal(403, res2.status)
+    -- two Origin lines are no one origin, even when each is allowed
+    local s3, res3 = ws.handshake(port, "/ws-edited",
+      { Origin = { "https://allowed.test", "https://allowed.test" } })
+    if s3 then s3:close() end
+    assert.equal(403, res3.status)
   end)
 
   it("can be passed on to other functions and coroutines", function()
     assert.same({ "1", port }, get("/passed-on", HEADERS))
+  end)
+end)
+
+describe("the request snapshot's wide lengths", function()
+  -- a header length that does not fit 16 bits: only a 65,536-byte name
+  -- with an empty value (the header section's cap is 64 KiB), under a
+  -- max_line that allows such a line
+  local srv
+
+  setup(function()
+    srv = helper.start(helper.SERIALIZER .. [==[
+local function handler(req)
+  local names = {}
+  for k, v in pairs(req.headers) do names[#names + 1] = #k .. "=" .. v end
+  return { status = 200, body = serialize({ names = names,
+    server_name = req.server_name }) }
+end
+return { handler = handler, options = { max_line = 70000 } }
+]==])
+  end)
+
+  teardown(function()
+    assert.equal(0, srv:stop())
+  end)
+
+  it("keeps a 65,536-byte header name", function()
+    local name = ("n"):rep(65536)
+    local data = helper.raw(srv.port,
+      "GET / HTTP/1.0\r\n" .. name .. ":\r\n\r\n")
+    local res = helper.parse_responses(data)[1]
+    assert.equal(200, res.status, res.body)
+    local r = helper.decode(res.body)
+    assert.same({ "65536=" }, r.names)
+    assert.equal("127.0.0.1", r.server_name) -- no Host: the listening address
   end)
 end)
