@@ -20,7 +20,7 @@
 /* ---- the request table ------------------------------------------------------
  */
 
-/* Push K[k], an interned key; its value follows, then lua_rawset(L, -3). */
+/* Push K[k], an interned key; its value follows, then lua_rawset(L, R). */
 #define HVAL(h, hd) ((h)->hdrs.base + (hd)->value)
 #define KEY(k) lua_rawgeti(L, K, (k))
 
@@ -275,8 +275,7 @@ void rl__ring_open(lua_State *L, rl_ctx *ctx) {
   static const char *const keys[] = {
       "server_port",  "server_name", "remote_addr",    "uri",
       "query_string", "scheme",      "request_method", "protocol",
-      "headers",      "body",        "websocket",      "status",
-      "http",         "HTTP/1.1",    "HTTP/1.0"};
+      "headers",      "body",        "websocket",      "status"};
   lua_createtable(L, RL_R_LAZY, 0);
   int K = lua_gettop(L);
   for (int i = 0; i < RL_K_METHODS - 1; i++) {

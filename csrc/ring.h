@@ -47,9 +47,6 @@ enum {
   RL_K_BODY,
   RL_K_WEBSOCKET,
   RL_K_STATUS,
-  RL_V_HTTP,
-  RL_V_HTTP11,
-  RL_V_HTTP10,
   RL_K_METHODS, /* + llhttp method, 64 of them: lower-case names */
   RL_R_META = RL_K_METHODS + 64, /* the request tables' metatable */
   RL_R_LAZY                      /* request table -> its snapshot (weak) */
