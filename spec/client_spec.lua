@@ -199,13 +199,7 @@ describe("ringlet.client", function()
 
   local it_node = helper.it_needs("ws", it, pending)
   -- an `it` that is pending, saying why, when why() returns a reason
-  local function it_unless(why)
-    return function(name, fn)
-      local reason = why()
-      if reason then return pending(name .. " [pending: " .. reason .. "]") end
-      return it(name, fn)
-    end
-  end
+  local function it_unless(why) return helper.it_unless(why, it, pending) end
 
   it("is require'd as ringlet.client (and the CLI finds it)", function()
     local r = run([[

@@ -162,6 +162,10 @@
 --                                  pass busted's it and pending; it calls
 --                                  it(name, fn), or pending(name .. "
 --                                  [pending: REASON]") when missing(what).
+--   helper.it_unless(why, it, pending)
+--                                  the same for any condition: why() returns
+--                                  the reason a spec cannot run here (nginx
+--                                  or ::1 missing...) or nil.
 --   helper.node(script, ...)       runs node spec/node/SCRIPT with these
 --                                  arguments; returns stdout, exit status,
 --                                  stderr.
@@ -880,15 +884,20 @@ function helper.missing(what)
   return missing_cache[what] or nil
 end
 
-function helper.it_needs(what, it, pending)
+function helper.it_unless(why, it, pending)
   assert(type(it) == "function" and type(pending) == "function",
-    "helper.it_needs: pass busted's it and pending")
+    "helper.it_unless: pass busted's it and pending")
   -- Tail calls: busted then names the spec's line, not this one.
   return function(name, fn)
-    local why = helper.missing(what)
-    if why then return pending(name .. " [pending: " .. why .. "]") end
+    local reason = why()
+    if reason then return pending(name .. " [pending: " .. reason .. "]") end
     return it(name, fn)
   end
+end
+
+function helper.it_needs(what, it, pending)
+  return helper.it_unless(function() return helper.missing(what) end, it,
+    pending)
 end
 
 local node_methods = {}
