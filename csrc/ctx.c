@@ -67,7 +67,12 @@ static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
     lua_resetthread(co);
 #endif
   }
-  lua_settop(co, 0); /* the anchor too */
+  lua_settop(co, 0);
+  if (t->has_arg) { /* the slot exists: setting it allocates nothing */
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, LUA_REGISTRYINDEX, t->arg_ref);
+    t->has_arg = 0;
+  }
   t->done = NULL;
   t->data = NULL;
   if (ctx->npool < (int)(sizeof ctx->pool / sizeof ctx->pool[0])) {
@@ -80,6 +85,7 @@ static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->arg_ref);
   free(t);
 }
 
@@ -90,8 +96,6 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   lua_State *co = t->co;
   int nres = 0;
   int st = lua_resume(co, L, nargs, &nres);
-  if (st == LUA_OK && t->anchored)
-    nres--; /* a finished coroutine counts its whole stack */
   if (st == LUA_YIELD) {
     if (t->sleep || t->parked) {
       lua_pop(co, nres);
@@ -137,16 +141,18 @@ rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
     lua_rawset(L, -3);
     lua_pop(L, 1);
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
+    lua_pushboolean(L, 0);
+    t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   t->done = done;
   t->data = data;
+  if (anchor) {
+    lua_pushvalue(L, anchor);
+    lua_rawseti(L, LUA_REGISTRYINDEX, t->arg_ref);
+    t->has_arg = 1;
+  }
   if (slot)
     *slot = t; /* the owner can detach it even before it first yields */
-  t->anchored = anchor != 0;
-  if (anchor) { /* below the function: lua_resume leaves it there */
-    lua_pushvalue(L, anchor);
-    lua_xmove(L, t->co, 1);
-  }
   lua_xmove(L, t->co, nargs + 1);
   return task_resume(L, t, nargs);
 }

@@ -68,7 +68,8 @@ struct rl_task {
   int co_ref;
   rl_task_cb done;
   void *data;
-  int anchored;      /* its anchor is at index 1 of co's stack */
+  int arg_ref; /* registry slot (made with the task) anchoring one value */
+  int has_arg; /* arg_ref holds a value for the running task */
   uv_timer_t *sleep; /* malloc'd while in ringlet.sleep; freed on close */
   int parked;        /* 1: waiting for rl__task_wake; 2: woken, ready; 3: being
                         resumed by the loop */
@@ -80,10 +81,8 @@ struct rl_task {
 
 /* Call the function below `nargs` arguments on L's stack in a new task.
  * Pops them. `anchor` (a stack index, or 0) names a value kept alive until
- * the task ends: it stays at index 1 of the coroutine's stack, below the
- * function (nothing the task runs can reach it there), and the done
- * callback finds it there when the task ended with LUA_OK. Must run
- * inside a protected call (it may raise on memory).
+ * the task ends, in a registry slot the task owns (no allocation per
+ * task). Must run inside a protected call (it may raise on memory).
  * Returns the task while suspended, or NULL. *slot (when given) is set to
  * the task before it first runs; its done callback clears the owner's
  * pointer. */

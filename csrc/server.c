@@ -97,7 +97,7 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   lua_pushcfunction(co, respond_p);
   lua_pushlightuserdata(co, x);
   lua_pushvalue(co, idx);
-  lua_pushvalue(co, 1); /* the request: the task's anchor */
+  lua_rawgeti(co, LUA_REGISTRYINDEX, t->arg_ref); /* the request */
   if (lua_pcall(co, 3, 1, 0) != LUA_OK) {
     rl__log("bad response: %s", lua_tostring(co, -1));
     rl__http_error(&x->http, 500, NULL);
