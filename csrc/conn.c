@@ -576,10 +576,7 @@ void rl__conn_in_trim(rl_conn *c, size_t want) {
 /* ---- writing ----------------------------------------------------------------
  */
 
-/* Out of memory while queueing: the connection closes, from the flusher,
- * never inside the caller's call (a group's walk over its members, a
- * channel's send). */
-static void broken(rl_conn *c) {
+void rl__conn_broken(rl_conn *c) {
   c->broken = 1;
   rl__conn_mark_dirty(c);
 }
@@ -589,7 +586,7 @@ void rl__conn_write(rl_conn *c, const void *p, size_t n) {
     return;
   rl__io_buf_take(c->io, &c->out);
   if (rl__buf_append(&c->out, p, n)) {
-    broken(c);
+    rl__conn_broken(c);
     return;
   }
   c->queued += n;
@@ -608,7 +605,7 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
     uint32_t cap = c->refs_cap ? c->refs_cap * 2 : 4;
     rl_slice *r = realloc(c->refs, cap * sizeof *r);
     if (r == NULL) {
-      broken(c);
+      rl__conn_broken(c);
       return;
     }
     c->refs = r;

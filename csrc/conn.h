@@ -242,6 +242,10 @@ void rl__conn_in_trim(rl_conn *c, size_t want);
 /* Writing: queue bytes for the flusher. */
 void rl__conn_write(rl_conn *c, const void *p, size_t n);
 void rl__conn_mark_dirty(rl_conn *c); /* the flusher visits c this turn */
+/* Out of memory while queueing: the connection closes, from the flusher,
+ * never inside the caller's call (a group's walk over its members, a
+ * channel's send). */
+void rl__conn_broken(rl_conn *c);
 /* Queue a shared buffer: one of RL_SHARE_MIN bytes or more is queued by
  * reference (it takes one; the bytes are not copied), a smaller one is
  * copied (a memcpy of a few hundred bytes costs less than a slice, its

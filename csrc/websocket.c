@@ -158,31 +158,35 @@ static void unmask(unsigned char *p, size_t n, const uint8_t m[4],
                    uint64_t pos);
 
 static void put_frame(rl_ws *ws, int op, int fin, const char *p, size_t n) {
+  rl_conn *c = ws->conn;
   unsigned char h[14];
-  size_t hl = frame_header(h, op, fin, n);
-  if (!ws->client) {
-    rl__conn_write(ws->conn, h, hl);
-    rl__conn_write(ws->conn, p, n);
-    return;
-  }
-  /* masked: the key after the length, the payload XORed as it is copied */
   uint8_t key[4];
-  rl_buf *out = rl__conn_outbuf(ws->conn);
+  size_t hl = frame_header(h, op, fin, n);
+  if (ws->client) { /* masked: the key after the length */
+    if (mask_key(key) != 0) {
+      rl__conn_close(c); /* no entropy: nothing safe to send */
+      return;
+    }
+    h[1] |= 0x80;
+    memcpy(h + hl, key, 4);
+    hl += 4;
+  }
+  /* head and payload in one append to the connection's output */
+  rl_buf *out = rl__conn_outbuf(c);
   size_t start = out->len;
-  if (mask_key(key) != 0 || rl__buf_reserve(out, hl + 4 + n) != 0) {
-    rl__conn_close(ws->conn); /* no entropy or no memory: nothing safe */
+  if (rl__buf_reserve(out, hl + n) != 0) {
+    rl__conn_broken(c);
     return;
   }
-  h[1] |= 0x80;
-  memcpy(h + hl, key, 4);
-  memcpy(out->base + out->len, h, hl + 4);
-  out->len += hl + 4;
+  memcpy(out->base + out->len, h, hl);
+  out->len += hl;
   if (n) {
     memcpy(out->base + out->len, p, n);
-    unmask((unsigned char *)out->base + out->len, n, key, 0);
+    if (ws->client) /* the payload XORed where it was copied */
+      unmask((unsigned char *)out->base + out->len, n, key, 0);
     out->len += n;
   }
-  rl__conn_commit(ws->conn, start);
+  rl__conn_commit(c, start);
 }
 
 rl_shared *rl__ws_frame(int opcode, const char *p, size_t n) {
