@@ -137,6 +137,12 @@ int rl__http_upgrade(rl_http *h, lua_State *L, int hidx, const char *extra,
 
 /* ---- the response writer (response.c) ------------------------------------ */
 
+/* An answer's status must be final: a 1xx is interim (RFC 9110 15.2), and
+ * the client would go on waiting for the answer. The refusal's message: */
+#define RL_ERR_INTERIM                                                         \
+  "status 1xx is an interim response: an answer needs a final status "         \
+  "(200-999)"
+
 /* Write a status line and headers: status, then the header table at hidx
  * (0 = none). framing as above; clen for RL_FRAME_LENGTH; extra: header
  * lines that carry Connection and Upgrade. Fails with a message in *err

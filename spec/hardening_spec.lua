@@ -375,6 +375,20 @@ routes["/send-big-status"] = function(req)
       { close = true })
   end })
 end
+routes["/send-1xx-status"] = function(req)
+  return ringlet.as_channel(req, { on_open = function(ch)
+    local ok, err = pcall(ch.send, ch, { status = 103, body = "x" })
+    ch:send({ status = 200, body = tostring(ok) .. " " .. tostring(err) },
+      { close = true })
+  end })
+end
+routes["/chan-1xx"] = function(req)
+  local resp = ringlet.as_channel(req, { on_open = function(ch)
+    ch:close()
+  end })
+  resp.status = 100
+  return resp
+end
 routes["/ok"] = function() return { body = "first" } end
 routes["/conn"] = function()
   return { headers = { Connection = "keep-alive, x-custom" }, body = "c" }
@@ -418,6 +432,21 @@ return function(req) return routes[req.uri](req) end
       assert.truthy(res.body:find("^false .*status must be an integer from "
         .. "100 to 999"), res.body)
     end)
+
+  it("refuses a first send's 1xx status: the client would wait on",
+    function()
+      local res = helper.request(srv.port, "GET", "/send-1xx-status")
+      assert.equal(200, res.status)
+      assert.truthy(res.body:find("^false .*status 1xx is an interim "
+        .. "response"), res.body)
+    end)
+
+  it("answers a channel closed unsent with a 1xx status 500", function()
+    local before = #srv:stderr()
+    assert.equal(500, helper.request(srv.port, "GET", "/chan-1xx").status)
+    assert.truthy(srv:stderr():find("status 1xx is an interim", before + 1,
+      true))
+  end)
 
   it("keeps a pipelined response before a body iterator that fails at once",
     function()

@@ -109,6 +109,18 @@ routes["/bad-status-99"] = function() return { status = 99, body = "x" } end
 routes["/bad-status-1000"] = function()
   return { status = 1000, body = "x" }
 end
+routes["/bad-status-100"] = function() return { status = 100, body = "x" } end
+routes["/bad-status-101-array"] = function()
+  return { status = 101, body = { "x" } } -- no channel: nothing switches
+end
+routes["/bad-status-199-iterator"] = function()
+  local sent = false
+  return { status = 199, body = function()
+    if sent then return nil end
+    sent = true
+    return "x"
+  end }
+end
 routes["/bad-status-abc"] = function()
   return { status = "abc", body = "x" }
 end
@@ -527,6 +539,10 @@ describe("ringlet HTTP core", function()
         { "/bad-status-0", "status 0" },
         { "/bad-status-99", "status 99" },
         { "/bad-status-1000", "status 1000" },
+        -- a 1xx is interim: the client would wait on for the answer
+        { "/bad-status-100", "status 100" },
+        { "/bad-status-101-array", "status 101 and no channel" },
+        { "/bad-status-199-iterator", "status 199 and an iterator body" },
         { "/bad-status-abc", "status \"abc\"" },
         { "/bad-body-number", "a number body" },
         { "/bad-body-boolean", "a boolean body" },
