@@ -1400,6 +1400,8 @@ static int ch_close(lua_State *L) {
     luaL_argcheck(L, valid_close_code(code), 2,
                   "not a close code an endpoint may send");
     luaL_argcheck(L, n <= 123, 3, "a close reason is at most 123 bytes");
+    luaL_argcheck(L, rl__ws_utf8(reason, n), 3,
+                  "a close reason must be UTF-8 (RFC 6455 5.5.1)");
   }
   if (ch->closed || ch->conn == NULL) {
     lua_pushboolean(L, 0);

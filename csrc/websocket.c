@@ -431,6 +431,10 @@ static void frame_payload(rl_ws *ws) {
   }
 }
 
+int rl__ws_utf8(const char *p, size_t n) {
+  return utf8_feed(0, (const unsigned char *)p, n) == 0;
+}
+
 /* ---- the handshake
  * --------------------------------------------------------------- */
 

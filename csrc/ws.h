@@ -68,5 +68,8 @@ int rl__ws_initiated(const rl_ws *ws);
 int rl__ws_failed(const rl_ws *ws, const char **reason, size_t *n);
 /* Start the closing handshake: the close frame follows what is queued. */
 int rl__ws_close(rl_ws *ws, int code, const char *reason, size_t n);
+/* Are the n bytes at p UTF-8 (RFC 3629), as a text message or a close
+ * frame's reason must be (RFC 6455 5.6, 5.5.1)? */
+int rl__ws_utf8(const char *p, size_t n);
 
 #endif

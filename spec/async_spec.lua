@@ -591,7 +591,7 @@ local async = require "ringlet.async"
 local c = async.closed(1001, "Gone Away")
 print(c.code, c.reason, async.is_closed(c), async.is_closed("x"), tostring(c))
 for _, args in ipairs({ { 1001 }, { 999, "" }, { 1005, "" }, { 1001.5, "" },
-    { 1000, ("r"):rep(124) } }) do
+    { 1000, ("r"):rep(124) }, { 1000, "bad \xff" } }) do
   print(pcall(async.closed, table.unpack(args)))
 end
 print(pcall(async.closed, 4999, ("r"):rep(123)))
@@ -606,7 +606,9 @@ print(pcall(async.closed, 4999, ("r"):rep(123)))
         lines[i])
     end
     assert.matches("false\t.*async%.closed: reason must be a string", lines[6])
-    assert.matches("^true\t", lines[7])
+    assert.matches("false\t.*async%.closed: reason must be a string.*UTF%-8",
+      lines[7])
+    assert.matches("^true\t", lines[8])
   end)
 
   it("binary(s) is {data = s, binary = true}, ringlet.websocket's binary; "

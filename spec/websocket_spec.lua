@@ -170,6 +170,10 @@ routes["/ctl"] = function(req)
       on_success = function() record("late success") end,
     }))
   end
+  function commands.close_bad_utf8(ch)
+    local ok, err = pcall(ch.close, ch, 4000, "bad \xff")
+    ch:send(tostring(ok) .. " " .. tostring(err))
+  end
   function commands.close_code(ch, arg)
     local code, why = arg:match("^(%d+) ?(.*)$")
     record("close", ch:close(tonumber(code), why))
@@ -1033,6 +1037,20 @@ describe("WebSocket", function()
       assert_count(1, log, "^on_close ")
       assert_count(1, log, "^on_close false 4001 %[")
       assert_count(1, log, "^close true$")
+    end)
+
+    it("ch:close refuses a reason that is not UTF-8 (RFC 6455 5.5.1) and "
+      .. "the socket stays open", function()
+      local tag = new_tag()
+      local sock = connect(srv.port, "/ctl?" .. tag)
+      finally(function() sock:close() end)
+      assert(ws.send_text(sock, "close_bad_utf8"))
+      local fr = assert(ws.read_frame(sock))
+      assert.equal(OP.TEXT, fr.opcode)
+      assert.truthy(fr.payload:find("^false .*a close reason must be UTF%-8"),
+        fr.payload)
+      assert(ws.send_text(sock, "close_code 4000 fine"))
+      assert.equal("fine", expect_close(sock, 4000))
     end)
 
     local valid_codes = { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,

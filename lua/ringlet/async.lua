@@ -124,7 +124,7 @@ end
 -- so a bad one raises where it is made.
 -- @tparam integer code a close code an endpoint may send: 1000-1003,
 -- 1007-1014 or 3000-4999
--- @tparam string reason at most 123 bytes
+-- @tparam string reason UTF-8, at most 123 bytes
 -- @return the close message (a table with `code` and `reason`)
 -- @usage outbox:put(async.closed(1001, "Gone Away"))
 function async.closed(code, reason)
@@ -132,8 +132,9 @@ function async.closed(code, reason)
     error("async.closed: code must be an integer close code an endpoint "
       .. "may send (1000-1003, 1007-1014, 3000-4999)", 2)
   end
-  if type(reason) ~= "string" or #reason > 123 then
-    error("async.closed: reason must be a string of at most 123 bytes", 2)
+  if type(reason) ~= "string" or #reason > 123 or not utf8.len(reason) then
+    error("async.closed: reason must be a string of at most 123 bytes, "
+      .. "UTF-8 (RFC 6455 5.5.1)", 2)
   end
   return setmetatable({ code = code, reason = reason }, closed_mt)
 end

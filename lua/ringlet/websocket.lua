@@ -158,7 +158,7 @@ end
 --- Close the socket: code 1000 "Normal Closure" unless given.
 -- @param socket the channel
 -- @tparam[opt=1000] integer code the close code
--- @tparam[opt="Normal Closure"] string reason at most 123 bytes
+-- @tparam[opt="Normal Closure"] string reason UTF-8, at most 123 bytes
 -- @treturn boolean true if this call closed it
 function websocket.close(socket, code, reason)
   if code == nil then code, reason = 1000, "Normal Closure" end
