@@ -57,11 +57,17 @@ local function decode_status()
 end
 
 -- The status the core takes from v: an integer from 100 to 999, else nil.
+-- (An answer's must be final, 200-999: a 1xx is a 500, see final.)
 local function status_of(v)
   if v == nil then return 200 end
   local n = math.tointeger(v)
   if n and n >= 100 and n <= 999 then return n end
   return nil
+end
+
+-- A status the core sends as the answer: 200-999.
+local function final(st)
+  return st ~= nil and st >= 200
 end
 
 -- ---- headers ---------------------------------------------------------------
@@ -203,7 +209,7 @@ local function decode_channel(req, e)
       local m = { status = decode_status(), headers = decode_headers() }
       if byte() % 2 == 0 then m.body = bytes(byte() % 40) end
       local st = status_of(m.status)
-      if st then e.statuses[st] = true end
+      if final(st) then e.statuses[st] = true end
       step = { m }
     elseif k == 3 then
       local b = byte() % 3
@@ -249,6 +255,8 @@ local function decode_channel(req, e)
   local st = status_of(resp.status)
   if not st then
     e.statuses = { [500] = true } -- refused before the channel attaches
+  elseif not final(st) then
+    e.statuses[500] = true -- no head can be written with it
   else
     e.statuses[st] = true
     e.statuses[500] = true -- a head the channel could not write
@@ -260,7 +268,7 @@ end
 local function decode_response(req, e)
   local resp = { status = decode_status(), headers = decode_headers() }
   local st = status_of(resp.status)
-  local ok = st ~= nil and headers_ok(resp.headers)
+  local ok = final(st) and headers_ok(resp.headers)
   local body -- the body the wire must carry, when known
   local k = byte() % 14
   if k == 0 then
