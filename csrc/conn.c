@@ -150,7 +150,12 @@ void rl__conn_defer(rl_conn *c) {
   rl__conn_mark_dirty(c);
 }
 
-static void flush(rl_conn *c);
+static void flush(rl_conn *c, int tell);
+
+void rl__conn_flush_now(rl_conn *c) {
+  if (c->nwrites == 0 && !c->broken)
+    flush(c, 0);
+}
 
 static void flush_cb(uv_idle_t *h) {
   rl_io *io = h->data;
@@ -173,7 +178,7 @@ static void flush_cb(uv_idle_t *h) {
       if (!rl__conn_closed(c))
         c->proto->on_continue(c);
     }
-    flush(c);
+    flush(c, 1);
   }
   if (io->dirty == NULL)
     uv_idle_stop(&io->flusher);
@@ -619,9 +624,11 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
   rl__conn_mark_dirty(c);
 }
 
-/* Some output reached the socket. */
-static void conn_written(rl_conn *c) {
-  c->proto->on_written(c);
+/* Some output reached the socket; the protocol is told unless the
+ * write was its own (rl__conn_flush_now). */
+static void conn_written(rl_conn *c, int tell) {
+  if (tell)
+    c->proto->on_written(c);
   if (rl__conn_closed(c))
     return;
   if (c->queued || c->nwrites) {
@@ -657,7 +664,7 @@ static void write_cb(uv_write_t *req, int status) {
     return;
   }
   c->written_total += len;
-  conn_written(c);
+  conn_written(c, 1);
 }
 
 /* Append p[0..len) to b in pieces of at most RL_BUF_MAX. */
@@ -692,7 +699,7 @@ static int queue_bufs(rl_conn *c, uv_buf_t *b, int max) {
 
 /* Hand the queue to libuv: written at once when the socket takes it all
  * (uv_try_write), else in one uv_write that owns the buffers. */
-static void flush(rl_conn *c) {
+static void flush(rl_conn *c, int tell) {
   if (rl__conn_closed(c) || c->queued == 0)
     return;
   uv_buf_t small[32], *b = small;
@@ -736,7 +743,7 @@ static void flush(rl_conn *c) {
     c->queued = 0;
     unref_slices(c->refs, c->nrefs);
     c->nrefs = 0;
-    conn_written(c);
+    conn_written(c, tell);
     return;
   }
   /* skip what was written */

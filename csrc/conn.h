@@ -277,6 +277,11 @@ static inline size_t rl__conn_buffered(const rl_conn *c) {
   return c->queued + c->inflight;
 }
 void rl__conn_defer(rl_conn *c); /* on_continue from the flusher */
+/* Write what is queued now instead of from the flusher, when no write is
+ * in flight: for a producer with a piece ready that goes on while the
+ * socket takes everything (a response body's pump). The protocol's
+ * on_written is not called for this write: the caller is the writer. */
+void rl__conn_flush_now(rl_conn *c);
 
 /* Deadlines. The protocol's (0 clears it): on_timeout when due. Ignored
  * while the transport holds the timer for itself (blocked, lingering,

@@ -612,10 +612,16 @@ static int pump_p(lua_State *L) {
     pump_file(x);
     return 0;
   }
+  rl_conn *c = x->http.conn;
   for (int calls = 0; x->http.state == RL_BODY && !b->busy; calls++) {
-    if (rl__conn_buffered(x->http.conn) >= RL_BODY_HWM)
-      return 0; /* the next write's completion pumps again */
-    if (calls == 16) {
+    if (rl__conn_buffered(c) >= RL_BODY_HWM) {
+      /* a full piece: the socket may take it at once, as it takes a
+       * string body, and then the iterator goes on this turn */
+      rl__conn_flush_now(c);
+      if (x->http.state != RL_BODY || rl__conn_buffered(c) >= RL_BODY_HWM)
+        return 0; /* the next write's completion pumps again */
+    }
+    if (calls == 64) {
       rl__conn_defer(x->http.conn); /* let the loop breathe */
       return 0;
     }

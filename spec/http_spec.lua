@@ -3,6 +3,7 @@
 -- One server (a child process) serves the whole file; its app routes by path.
 
 local helper = require "helper"
+local socket = require "socket"
 
 local DATA_SIZE = 200000
 
@@ -53,6 +54,22 @@ routes["/file-state"] = function()
 end
 routes["/iter"] = function()
   return { status = 200, body = items({ "one", "two", "three" }) }
+end
+local big_calls = 0
+routes["/iter-big"] = function(req)
+  -- query_string pieces of 64 KiB, each starting with its number and ";"
+  local n, i = tonumber(req.query_string), 0
+  big_calls = 0
+  return { status = 200, body = function()
+    if i == n then return nil end
+    i = i + 1
+    big_calls = i
+    local tag = i .. ";"
+    return tag .. ("x"):rep(65536 - #tag)
+  end }
+end
+routes["/iter-big-calls"] = function()
+  return { status = 200, body = tostring(big_calls) }
 end
 routes["/iter-error"] = function()
   local n = 0
@@ -473,6 +490,31 @@ describe("ringlet HTTP core", function()
     it("sends each value of an iterator body as one chunk", function()
       local res = get("/iter")
       assert.same({ "one", "two", "three" }, res.chunks)
+    end)
+
+    it("a large iterator body: the iterator stops while the client does "
+      .. "not read, then the whole of it arrives in order", function()
+      -- Pieces are written as soon as one is ready (as a string body's
+      -- bytes are), yet the pump still waits for a socket that does not
+      -- take them: 400 x 64 KiB are far more than loopback's buffers.
+      local sock = connect()
+      finally(function() sock:close() end)
+      assert(sock:send(req11("/iter-big?400")))
+      local calls
+      for _ = 1, 50 do -- until the count stops growing
+        socket.sleep(0.1)
+        local now = tonumber(get("/iter-big-calls").body)
+        if now > 0 and now == calls then break end
+        calls = now
+      end
+      assert.is_true(calls > 0 and calls < 400, "calls " .. tostring(calls))
+      local res = assert(helper.read_response(sock))
+      assert.equal(400, #res.chunks)
+      for i, chunk in ipairs(res.chunks) do
+        if #chunk ~= 65536 or chunk:sub(1, #tostring(i) + 1) ~= i .. ";" then
+          error(("chunk %d is not piece %d"):format(i, i))
+        end
+      end
     end)
 
     it("sends no Content-Length with a chunked body", function()
