@@ -425,21 +425,19 @@ return function(req) return routes[req.uri](req) end
       assert.equal(204, helper.request(srv.port, "GET", "/chan-204").status)
     end)
 
-  it("refuses a first send's status out of range instead of truncating it",
-    function()
-      local res = helper.request(srv.port, "GET", "/send-big-status")
+  for _, case in ipairs({
+    { "out of range instead of truncating it", "/send-big-status",
+      "status must be an integer from 100 to 999" },
+    { "1xx: the client would wait on", "/send-1xx-status",
+      "status 1xx is an interim response" },
+  }) do
+    local what, path, message = case[1], case[2], case[3]
+    it("refuses a first send's status " .. what, function()
+      local res = helper.request(srv.port, "GET", path)
       assert.equal(200, res.status)
-      assert.truthy(res.body:find("^false .*status must be an integer from "
-        .. "100 to 999"), res.body)
+      assert.truthy(res.body:find("^false .*" .. message), res.body)
     end)
-
-  it("refuses a first send's 1xx status: the client would wait on",
-    function()
-      local res = helper.request(srv.port, "GET", "/send-1xx-status")
-      assert.equal(200, res.status)
-      assert.truthy(res.body:find("^false .*status 1xx is an interim "
-        .. "response"), res.body)
-    end)
+  end
 
   it("answers a channel closed unsent with a 1xx status 500", function()
     local before = #srv:stderr()
