@@ -625,7 +625,7 @@ void rl__conn_write_shared(rl_conn *c, rl_shared *s) {
 }
 
 /* Some output reached the socket; the protocol is told unless the
- * write was its own (rl__conn_flush_now). */
+ * caller wrote it whole itself (rl__conn_flush_now). */
 static void conn_written(rl_conn *c, int tell) {
   if (tell)
     c->proto->on_written(c);

@@ -61,7 +61,8 @@ typedef struct rl_proto {
   void (*on_eof)(rl_conn *c, int err);
   /* Some output reached the socket (rl__conn_buffered tells what is left).
    * It still comes while a shut-down connection flushes, after on_close:
-   * a protocol forwards nothing upward then. */
+   * a protocol forwards nothing upward then. Not for a write made by
+   * rl__conn_flush_now that the socket took whole. */
   void (*on_written)(rl_conn *c);
   /* Work asked for with rl__conn_defer, or input to parse again now that
    * the output drained (reading resumed). */
@@ -279,8 +280,10 @@ static inline size_t rl__conn_buffered(const rl_conn *c) {
 void rl__conn_defer(rl_conn *c); /* on_continue from the flusher */
 /* Write what is queued now instead of from the flusher, when no write is
  * in flight: for a producer with a piece ready that goes on while the
- * socket takes everything (a response body's pump). The protocol's
- * on_written is not called for this write: the caller is the writer. */
+ * socket takes everything (a response body's pump). When the socket takes
+ * it all, the protocol's on_written is not called (the caller is the
+ * writer and goes on); what it does not take goes in a uv_write whose
+ * completion calls on_written as usual. */
 void rl__conn_flush_now(rl_conn *c);
 
 /* Deadlines. The protocol's (0 clears it): on_timeout when due. Ignored

@@ -32,7 +32,9 @@ typedef struct {
    * is called. */
   void (*on_request)(rl_http *h);
   /* Output reached the socket during RL_STREAM, or during RL_BODY with
-   * nothing left queued (or a deferred body step): write more. */
+   * nothing left queued (or a deferred body step): write more. (A body
+   * pump that flushed its own piece, rl__conn_flush_now, goes on by
+   * itself: no call for that write.) */
   void (*on_written)(rl_http *h);
   /* The connection is closing (once): let go of what the response holds. */
   void (*on_close)(rl_http *h);

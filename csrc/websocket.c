@@ -161,10 +161,12 @@ static void put_frame(rl_ws *ws, int op, int fin, const char *p, size_t n) {
   rl_conn *c = ws->conn;
   unsigned char h[14];
   uint8_t key[4];
+  if (c->lingering || c->broken || rl__conn_closed(c))
+    return; /* shut down: nothing more goes out */
   size_t hl = frame_header(h, op, fin, n);
   if (ws->client) { /* masked: the key after the length */
     if (mask_key(key) != 0) {
-      rl__conn_close(c); /* no entropy: nothing safe to send */
+      rl__conn_broken(c); /* no entropy: nothing safe to send */
       return;
     }
     h[1] |= 0x80;
