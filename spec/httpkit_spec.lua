@@ -235,6 +235,18 @@ routes["/http/nobody"] = function(req)
   end)
 end
 
+routes["/http/interim-first"] = function(req)
+  return httpkit.with_channel(req, function(ch)
+    httpkit.schedule_task(0, function()
+      local ok, err = pcall(httpkit.send, ch, { status = 100, body = "x" })
+      record("interim", ok, (tostring(err):match("status 1xx[^:]*")))
+      -- the head did not go out: this first send still carries one
+      httpkit.send(ch, { status = 201, headers = { ["x-a"] = "1" },
+                         body = "made" })
+    end)
+  end)
+end
+
 routes["/http/typed"] = function(req)
   local resp = httpkit.with_channel(req, function(ch)
     httpkit.send(ch, "plain text")
@@ -733,6 +745,15 @@ describe("httpkit HTTP channels", function()
       assert.equal(200, assert(helper.read_response(sock)).status)
       sock:close()
     end
+  end)
+
+  it("refuse a first send with a 1xx status; the next send is still the "
+    .. "first (its status and headers go out)", function()
+    local res = assert(helper.request(srv.port, "GET", "/http/interim-first"))
+    assert.same({ 201, "1", "made" },
+      { res.status, res.headers["x-a"], res.body })
+    assert.equal("interim false status 1xx is an interim response",
+      wait_event(srv, "^interim"))
   end)
 
   it("keep the handler response's content type", function()

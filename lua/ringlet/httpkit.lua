@@ -160,7 +160,6 @@ local function http_send(ch, s, data, close)
   end
   if is_binary(body) then body = body.data end
   if not s.head_sent then
-    s.head_sent = true
     if headers == nil or next(headers) == nil then
       -- http-kit's default for a first send without headers, unless the
       -- response the handler returned names a type
@@ -169,12 +168,14 @@ local function http_send(ch, s, data, close)
     end
     status = status or 200
     local req = ch:originating_request()
-    if status < 200 or status == 204 or status == 304
+    if status == 204 or status == 304
         or (req and req.request_method == "head") then
       close = true -- no body can follow
     end
+    -- raises for a bad status or header (the head is not sent then)
     local ok = ch:send({ status = status, headers = headers, body = body or "" },
       { close = close })
+    if ok == true then s.head_sent = true end
     return ok == true
   end
   if body == nil or body == "" then -- nothing to write: an empty chunk ends
