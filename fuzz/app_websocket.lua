@@ -41,11 +41,11 @@ local function channel_opts(max_ws)
       local c = msg:sub(1, 1)
       if c == "!" then
         local code = #msg >= 3 and (msg:byte(2) << 8 | msg:byte(3)) or 1000
-        local reason = msg:sub(4, 126)
-        if not utf8.len(reason) then reason = "" end
+        local reason = msg:sub(4, 126) -- UTF-8 or not: a bad one is refused
         local ok = pcall(ch.close, ch, code, reason)
-        if ok ~= valid_code(code) then
-          trap(("ch:close(%d) %s"):format(code, ok and "accepted" or "refused"))
+        if ok ~= (valid_code(code) and utf8.len(reason) ~= nil) then
+          trap(("ch:close(%d, %q) %s"):format(code, reason,
+            ok and "accepted" or "refused"))
         end
       elseif c == "?" then
         ch:ping(msg:sub(2, 126))
