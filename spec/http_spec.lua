@@ -517,6 +517,30 @@ describe("ringlet HTTP core", function()
       end
     end)
 
+    it("a large iterator body, then a pipelined request on the same "
+      .. "connection", function()
+      local sock = connect()
+      finally(function() sock:close() end)
+      assert(sock:send(req11("/iter-big?40") .. req11("/string")))
+      local first = assert(helper.read_response(sock))
+      assert.equal(40, #first.chunks)
+      assert.equal(40 * 65536, #table.concat(first.chunks))
+      local second = assert(helper.read_response(sock))
+      assert.same({ 200, "hello, world" }, { second.status, second.body })
+    end)
+
+    it("a large iterator body to an HTTP/1.0 client: raw, ended by the "
+      .. "close", function()
+      local res, err, sock = send("GET /iter-big?40 HTTP/1.0\r\n\r\n")
+      local closed = helper.closed(sock)
+      sock:close()
+      assert(res, err)
+      assert.is_nil(res.headers["transfer-encoding"])
+      assert.equal(40 * 65536, #res.body)
+      assert.equal("40;", res.body:sub(-65536, -65534))
+      assert.is_true(closed)
+    end)
+
     it("sends no Content-Length with a chunked body", function()
       assert.is_nil(get("/iter").headers["content-length"])
     end)

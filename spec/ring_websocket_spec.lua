@@ -18,6 +18,7 @@ return function(req)
   if req.uri == "/badcb" then return { [ws.LISTENER] = { on_open = 42 } } end
   local protos = ws.request_protocols(req)
   return {
+    status = req.uri == "/s101" and 101 or nil, -- as a Ring app may say
     headers = { ["x-listener"] = "yes" },
     [ws.PROTOCOL] = protos[2],
     [ws.LISTENER] = {
@@ -90,6 +91,17 @@ describe("Ring 1.11 listener", function()
       "message close4001 false", "close 4001 bye false",
       "failed connection closed before the message was sent", "after nil" },
       log)
+    assert.equal(0, srv:stop())
+  end)
+
+  it_ws("a listener response that says status 101 upgrades as one that "
+    .. "says none (a handler's 1xx is refused only without one)", function()
+    local srv = start()
+    finally(function() srv:stop() end)
+    local rec = helper.ws_session(srv.port, "/s101",
+      '[{"until":1},{"send":"close"}]')
+    assert.is_true(rec.opened)
+    assert.equal(1000, rec.close_code)
     assert.equal(0, srv:stop())
   end)
 
