@@ -418,10 +418,8 @@ static void ch_finish(lua_State *L, rl_channel *ch, int uidx) {
     lua_pop(L, 1);
     lua_getfield(L, -1, "headers");
     int hidx = lua_istable(L, -1) ? lua_gettop(L) : 0;
-    if (status >= 100 && status < 200)
-      err = RL_ERR_INTERIM;
-    if (err || rl__http_write_head(h, L, status, hidx, RL_FRAME_LENGTH, 0, NULL,
-                                   &err)) {
+    if (rl__http_write_head(h, L, status, hidx, RL_FRAME_LENGTH, 0, NULL,
+                            &err)) {
       rl__log("channel response: %s", err);
       rl__http_error(h, 500, NULL);
     }
@@ -1358,9 +1356,9 @@ static int ch_send(lua_State *L) {
     int framing = close && (!src || srclen >= 0) ? RL_FRAME_LENGTH
                   : h->http_minor >= 1           ? RL_FRAME_CHUNKED
                                                  : RL_FRAME_CLOSE;
-    const char *err = status >= 100 && status < 200 ? RL_ERR_INTERIM : NULL;
-    if (err || rl__http_write_head(h, L, status, hidx, framing,
-                                   src ? (uint64_t)srclen : n, NULL, &err))
+    const char *err = NULL;
+    if (rl__http_write_head(h, L, status, hidx, framing,
+                            src ? (uint64_t)srclen : n, NULL, &err))
       return luaL_error(L, "send: %s", err);
     ch->head_sent = 1;
     /* HEAD, 1xx, 204 and 304 answers have no body: nothing follows */

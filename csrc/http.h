@@ -139,16 +139,11 @@ int rl__http_upgrade(rl_http *h, lua_State *L, int hidx, const char *extra,
 
 /* ---- the response writer (response.c) ------------------------------------ */
 
-/* An answer's status must be final: a 1xx is interim (RFC 9110 15.2), and
- * the client would go on waiting for the answer. The refusal's message: */
-#define RL_ERR_INTERIM                                                         \
-  "status 1xx is an interim response: an answer needs a final status "         \
-  "(200-999)"
-
 /* Write a status line and headers: status, then the header table at hidx
  * (0 = none). framing as above; clen for RL_FRAME_LENGTH; extra: header
  * lines that carry Connection and Upgrade. Fails with a message in *err
- * (then nothing was written). */
+ * (then nothing was written): a status outside 100-999, or a 1xx without
+ * extra (an answer's status is final; only an upgrade writes a 101). */
 int rl__http_write_head(rl_http *h, lua_State *L, int status, int hidx,
                         int framing, uint64_t clen, const char *extra,
                         const char **err);

@@ -230,6 +230,13 @@ int rl__http_write_head(rl_http *h, lua_State *L, int status, int hidx,
     *err = "status must be an integer from 100 to 999";
     return -1;
   }
+  if (status < 200 && extra == NULL) {
+    /* a 1xx is interim (RFC 9110 15.2): as an answer the client would wait
+     * on for the final one. Only an upgrade's 101 (extra) is written. */
+    *err = "status 1xx is an interim response: an answer needs a final "
+           "status (200-999)";
+    return -1;
+  }
   /* the head is built by hand: printf was a tenth of a request's cost */
   const char *reason = rl__reason(status);
   size_t rl = strlen(reason);

@@ -622,7 +622,7 @@ static int pump_p(lua_State *L) {
         return 0; /* the next write's completion pumps again */
     }
     if (calls == 64) {
-      rl__conn_defer(x->http.conn); /* let the loop breathe */
+      rl__conn_defer(c); /* let the loop breathe */
       return 0;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->ref);
@@ -770,15 +770,6 @@ static int64_t user_length(lua_State *L, int hidx) {
   return n;
 }
 
-/* A handler's answer needs a final status (RL_ERR_INTERIM); a channel's
- * 101 is the channel's to write. */
-static int interim(int status, const char **err) {
-  if (status >= 200)
-    return 0;
-  *err = RL_ERR_INTERIM;
-  return 1;
-}
-
 int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
                 const char **err) {
   rl_http *h = &x->http;
@@ -828,8 +819,6 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
     lua_pop(L, 1);
     /* fall through */
   case LUA_TSTRING: {
-    if (interim(status, err))
-      break;
     size_t n = 0;
     const char *p = lua_tolstring(L, bidx, &n);
     r = rl__http_write_head(h, L, status, hidx,
@@ -842,8 +831,6 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
     break;
   }
   case LUA_TTABLE: {
-    if (interim(status, err))
-      break;
     lua_Integer n = (lua_Integer)lua_rawlen(L, bidx);
     uint64_t total = 0;
     for (lua_Integer i = 1; i <= n; i++) {
@@ -888,8 +875,6 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
     }
     /* fall through */
   case LUA_TFUNCTION: {
-    if (interim(status, err))
-      break;
     rl_body *b = &x->body;
     memset(b, 0, sizeof *b);
     b->ref = LUA_NOREF;

@@ -130,6 +130,10 @@ routes["/bad-status-100"] = function() return { status = 100, body = "x" } end
 routes["/bad-status-101-array"] = function()
   return { status = 101, body = { "x" } } -- no channel: nothing switches
 end
+routes["/bad-status-102-file"] = function()
+  last_file = assert(io.open(datafile, "rb"))
+  return { status = 102, body = last_file }
+end
 routes["/bad-status-199-iterator"] = function()
   local sent = false
   return { status = 199, body = function()
@@ -482,6 +486,11 @@ describe("ringlet HTTP core", function()
       assert.equal("closed file", get("/file-state").body)
     end)
 
+    it("closes a file body refused with its 1xx status", function()
+      assert.equal(500, get("/bad-status-102-file").status)
+      assert.equal("closed file", get("/file-state").body)
+    end)
+
     it("sends an iterator body with chunked encoding", function()
       local res = get("/iter")
       assert.equal("chunked", res.headers["transfer-encoding"])
@@ -609,6 +618,7 @@ describe("ringlet HTTP core", function()
         { "/bad-status-100", "status 100" },
         { "/bad-status-101-array", "status 101 and no channel" },
         { "/bad-status-199-iterator", "status 199 and an iterator body" },
+        { "/bad-status-102-file", "status 102 and a file body" },
         { "/bad-status-abc", "status \"abc\"" },
         { "/bad-body-number", "a number body" },
         { "/bad-body-boolean", "a boolean body" },
