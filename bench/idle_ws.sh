@@ -8,9 +8,10 @@
 # that GET /gc runs a full collection and answers collectgarbage("count")),
 # one GET /hello and one WebSocket echoing ten messages (so code paged in
 # on first use is not counted per connection), then wsbench --idle N
-# [5000] opens N WebSockets on /ws and holds them. Printed per run: VmRSS before and after, the growth per
-# connection, and the Lua heap's growth per connection after a full
-# collection (what the request table, the channel and their options keep).
+# [5000] opens N WebSockets on /ws and holds them. Printed per run: VmRSS
+# before and after, the growth per connection, and the Lua heap's growth
+# per connection after a full collection (what the request table, the
+# channel and their options keep).
 # WSBENCH_BIN as bench/wsbench-bin.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
