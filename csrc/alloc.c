@@ -94,8 +94,11 @@ static void pool_put(rl_pool *p, void *b, size_t n) {
 
 static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   rl_pool *p = ud;
-  if (ptr == NULL)
-    osize = 0; /* then osize is the kind of object, not a size */
+  if (ptr == NULL) {
+    if (nsize == 0)
+      return NULL; /* Lua frees and resizes empty arrays so */
+    osize = 0;     /* then osize is the kind of object, not a size */
+  }
   int small_old = ptr && osize <= RL_POOL_MAX;
   if (nsize == 0) {
     if (small_old)

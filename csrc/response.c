@@ -5,11 +5,18 @@
  *
  * Owns: nothing of its own. May call: conn.h, base.h, Lua (reading a
  * header table). */
+#include <locale.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <lauxlib.h>
+
 #include "http.h"
+
+/* room for a number as Lua writes it (lobject.c: MAXNUMBER2STR is 44) */
+#define RL_NUMBUF 64
 
 const char *rl__reason(int status) {
   switch (status) {
@@ -136,9 +143,42 @@ static int put_length(rl_buf *b, uint64_t n) {
   return 0;
 }
 
-/* Append "name: value\r\n" lines for the table at hidx to b. */
+/* A header value's text without making a Lua string (lua_tolstring would
+ * turn a number into one, and allocating may raise): a number is written
+ * into buf as Lua's tostring writes it. NULL for any other type. */
+static const char *value_text(lua_State *L, int idx, char *buf, size_t *n) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+    return lua_tolstring(L, idx, n);
+  case LUA_TNUMBER: {
+    int len;
+    if (lua_isinteger(L, idx)) {
+      len = lua_integer2str(buf, RL_NUMBUF, lua_tointeger(L, idx));
+    } else {
+      len = lua_number2str(buf, RL_NUMBUF, lua_tonumber(L, idx));
+      if (buf[strspn(buf, "-0123456789")] == '\0') { /* looks like an int */
+        buf[len++] = lua_getlocaledecpoint();
+        buf[len++] = '0';
+      }
+    }
+    *n = (size_t)len;
+    return buf;
+  }
+  default:
+    return NULL;
+  }
+}
+
+/* Why a header was refused, with its name: formatted here rather than
+ * pushed as a Lua string, so that writing a head never raises. Valid until
+ * the next refusal on this thread. */
+static _Thread_local char header_error[160];
+
+/* Append "name: value\r\n" lines for the table at hidx to b. Raises no
+ * error: header tables are read raw (lua_next, lua_rawgeti). */
 static int put_headers(rl_http *h, lua_State *L, int hidx, rl_buf *b, int *seen,
                        uint64_t *user_clen, const char **err) {
+  char num[RL_NUMBUF];
   lua_pushnil(L);
   while (lua_next(L, hidx)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
@@ -167,21 +207,22 @@ static int put_headers(rl_http *h, lua_State *L, int hidx, rl_buf *b, int *seen,
     for (int i = 1; i <= n; i++) {
       if (arr)
         lua_rawgeti(L, -1, i);
-      int t = lua_type(L, -1);
-      if (t != LUA_TSTRING && t != LUA_TNUMBER) {
-        *err = lua_pushfstring(L, "header '%s' has a %s value", name,
-                               lua_typename(L, t));
-        lua_pop(L, arr ? 4 : 3);
+      size_t vl;
+      const char *v = value_text(L, -1, num, &vl);
+      if (v == NULL) {
+        snprintf(header_error, sizeof header_error,
+                 "header '%.64s' has a %s value", name, luaL_typename(L, -1));
+        *err = header_error;
+        lua_pop(L, arr ? 3 : 2);
         return -1;
       }
-      size_t vl;
-      const char *v = lua_tolstring(L, -1, &vl);
       if (!safe_value(v, vl)) {
-        *err = lua_pushfstring(
-            L,
-            "header '%s' value contains a control character (CR, LF, NUL...)",
-            name);
-        lua_pop(L, arr ? 4 : 3);
+        snprintf(header_error, sizeof header_error,
+                 "header '%.64s' value contains a control character (CR, LF, "
+                 "NUL...)",
+                 name);
+        *err = header_error;
+        lua_pop(L, arr ? 3 : 2);
         return -1;
       }
       if (is_conn && rl__has_token(v, vl, "close"))

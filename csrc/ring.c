@@ -770,15 +770,19 @@ static int64_t user_length(lua_State *L, int hidx) {
   return n;
 }
 
-int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
+int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx, int plain,
                 const char **err) {
   rl_http *h = &x->http;
   int status = 200;
   idx = lua_absindex(L, idx);
+  if (plain && lua_getmetatable(L, idx)) {
+    lua_pop(L, 1); /* its __index may raise */
+    return 1;
+  }
   /* the keys come interned from ctx->keys_ref (lua_getfield would look
    * each up by its C string); lua_gettable still honours __index */
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->ctx->keys_ref);
-  int K = lua_gettop(L);
+  int K = lua_gettop(L), r = -1;
   lua_rawgeti(L, K, RL_K_STATUS);
   if (lua_gettable(L, idx) != LUA_TNIL) {
     int ok;
@@ -804,13 +808,17 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx,
   lua_rawgeti(L, K, RL_K_BODY);
   lua_gettable(L, idx);
   int bidx = lua_gettop(L);
+  int bt = lua_type(L, bidx);
+  if (plain && (bt == LUA_TNIL || bt == LUA_TUSERDATA || bt == LUA_TFUNCTION)) {
+    r = 1; /* a listener, channel, file or iterator makes Lua values */
+    goto out;
+  }
   int no_body = status < 200 || status == 204 || status == 304;
   int chunked_ok = h->http_minor >= 1;
-  int r = -1;
   rl_channel *ch = NULL;
   luaL_Stream *fs = NULL;
 
-  switch (lua_type(L, bidx)) {
+  switch (bt) {
   case LUA_TNIL:
     if (lua_getfield(L, idx, RL_LISTENER_KEY) != LUA_TNIL) {
       r = respond_listener(x, L, idx, reqidx, hidx, err);

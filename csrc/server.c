@@ -64,7 +64,7 @@ typedef struct {
 static int respond_p(lua_State *L) {
   rl_exchange *x = lua_touserdata(L, 1);
   const char *err = NULL;
-  if (rl__respond(x, L, 2, 3, &err) != 0) {
+  if (rl__respond(x, L, 2, 3, 0, &err) != 0) {
     lua_pushstring(L, err);
     return 1;
   }
@@ -92,8 +92,17 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
     rl__http_error(&x->http, 500, NULL);
     return;
   }
-  /* The response table's metamethods may raise: read it under a pcall
-   * of its own, so that a bad table is a 500 and never a hung connection */
+  /* A plain response table is read and written without raising; one
+   * whose reading may raise (metamethods, a body that makes Lua values) is
+   * read under a pcall of its own, so that a bad table is a 500 and never
+   * a hung connection */
+  int r = rl__respond(x, co, idx, 0, 1, &err);
+  if (r < 0) {
+    rl__log("bad response: %s", err);
+    rl__http_error(&x->http, 500, NULL);
+  }
+  if (r <= 0)
+    return;
   lua_pushcfunction(co, respond_p);
   lua_pushlightuserdata(co, x);
   lua_pushvalue(co, idx);

@@ -117,6 +117,34 @@ routes["/bad-crlf-array-value"] = function()
            headers = { ["set-cookie"] = { "ok=1", "a\r\nInjected: yes" } },
            body = "x" }
 end
+routes["/bad-header-boolean"] = function()
+  return { status = 200, headers = { ["x-flag"] = true }, body = "x" }
+end
+routes["/bad-header-item"] = function()
+  return { status = 200, headers = { ["x-list"] = { "a", {} } }, body = "x" }
+end
+local NUMBERS = { 42, -7, 0, 2.5, 2.0, -0.0, 1e100, 1 / 3, 2 ^ 63,
+                  math.mininteger, 1 / 0, -1 / 0 }
+routes["/number-headers"] = function()
+  -- each value, and what tostring makes of it, which the header must be
+  local headers, want = {}, {}
+  for i, v in ipairs(NUMBERS) do
+    headers["x-n" .. i] = v
+    want[#want + 1] = "x-n" .. i .. "=" .. tostring(v)
+  end
+  headers["x-list"] = { 1, 2.5 }
+  want[#want + 1] = "x-list=" .. tostring(1) .. "," .. tostring(2.5)
+  return { status = 200, headers = headers, body = table.concat(want, "\n") }
+end
+routes["/indexed-response"] = function()
+  -- an object whose fields come through __index: read under a pcall
+  return setmetatable({ status = 201 }, {
+    __index = function(_, k)
+      if k == "body" then return "from __index" end
+      if k == "headers" then return { ["x-from"] = "index" } end
+    end,
+  })
+end
 routes["/bad-crlf-name"] = function()
   return { status = 200, headers = { ["x-a\r\nInjected"] = "yes" },
            body = "x" }
@@ -604,6 +632,50 @@ describe("ringlet HTTP core", function()
       assert.equal(999, get("/status?999").status)
     end)
 
+    it("writes number header values as tostring does", function()
+      local r = get("/number-headers")
+      assert.equal(200, r.status)
+      local n = 0
+      for line in r.body:gmatch("[^\n]+") do
+        local name, want = line:match("^([^=]+)=(.*)$")
+        if name == "x-list" then
+          -- an array header: one line each, in order
+          local a, b = want:match("^(.-),(.*)$")
+          local bytes = helper.raw(port, "GET /number-headers HTTP/1.1\r\n"
+            .. "Host: h\r\nConnection: close\r\n\r\n")
+          assert.truthy(bytes:find("\r\nx-list: " .. a .. "\r\nx-list: "
+            .. b .. "\r\n", 1, true), bytes)
+        else
+          assert.equal(want, r.headers[name], name)
+        end
+        n = n + 1
+      end
+      assert.equal(13, n)
+    end)
+
+    it("reads a response table through its __index", function()
+      local r = get("/indexed-response")
+      assert.equal(201, r.status)
+      assert.equal("from __index", r.body)
+      assert.equal("index", r.headers["x-from"])
+    end)
+
+    it("names the header and what is wrong with it in the log", function()
+      local cases = {
+        { "/bad-header-boolean", "header 'x-flag' has a boolean value" },
+        { "/bad-header-item", "header 'x-list' has a table value" },
+        { "/bad-crlf-value", "header 'x-bad' value contains a control "
+          .. "character" },
+      }
+      for _, case in ipairs(cases) do
+        local before = #srv:stderr()
+        assert.equal(500, get(case[1]).status)
+        assert.truthy(stderr_grows(before))
+        local log = srv:stderr():sub(before + 1)
+        assert.truthy(log:find("bad response: " .. case[2], 1, true), log)
+      end
+    end)
+
     describe("an invalid response", function()
       local cases = {
         { "/bad-crlf-value", "a CR LF in a header value" },
@@ -611,6 +683,8 @@ describe("ringlet HTTP core", function()
         { "/bad-cr-value", "a bare CR in a header value" },
         { "/bad-crlf-array-value", "a CR LF in an item of an array header" },
         { "/bad-crlf-name", "a CR LF in a header name" },
+        { "/bad-header-boolean", "a boolean header value" },
+        { "/bad-header-item", "a table in an array header value" },
         { "/bad-status-0", "status 0" },
         { "/bad-status-99", "status 99" },
         { "/bad-status-1000", "status 1000" },
