@@ -37,6 +37,7 @@ struct rl_ctx {
   uv_idle_t *spin; /* active with wake: the loop does not block meanwhile */
   void *servers;   /* server.c's list of running servers (ctx never reads it) */
   void *client;    /* lclient.c's rl_client, made on first use (ditto) */
+  void *lazy;      /* ring.c's request-table state (a Lua userdata; ditto) */
   /* lua_close: runs first, with closing set (the module stops its servers
    * there); then the context closes its own handles. */
   void (*on_close)(rl_ctx *ctx);

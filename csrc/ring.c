@@ -75,7 +75,8 @@ static void push_body_file(lua_State *L, int fd) {
  * request_method, query_string and body are set when it is made: nearly
  * every handler reads them. The other keys (LZ_*) are made on first use
  * from a snapshot of the request, a userdata found through a weak-keyed
- * table (so no key of the request's own holds it): __index makes the one
+ * table (so no key of the request's own holds it; a new one after each
+ * collection, lz_renew): __index makes the one
  * key read and stores it; __newindex notes a key assigned before it was
  * read (nil included); __pairs makes every key and then drops the
  * metatable, leaving the table whole and plain. Once every key is made the
@@ -99,9 +100,13 @@ static const int lz_key[LZ_N] = {
     RL_K_SCHEME,  RL_K_PROTOCOL,    RL_K_WEBSOCKET};
 
 /* The metamethods' first upvalue: the lazy keys' interned strings, whose
- * addresses identify them (short strings are unique in a state). */
+ * addresses identify them (short strings are unique in a state), and what
+ * lz_renew needs to know. Their second upvalue is the table of interned
+ * keys, whose RL_R_LAZY slot holds the weak table. */
 typedef struct {
   const char *key[LZ_N];
+  uint8_t stale;    /* a collection finished since the weak table was made */
+  uint32_t inserts; /* snapshots put in it since */
 } lz_keys;
 
 /* A request's snapshot: this header, then remote_addr and (unless it is
@@ -117,14 +122,13 @@ typedef struct {
                                  copy after remote_addr */
 } lz_snap;
 
-/* The snapshot of the request at r, NULL once the table is whole. The
- * metamethods' second upvalue is the weak table. */
+/* The snapshot of the request at r, NULL once the table is whole. */
 static lz_snap *lz_snap_of(lua_State *L, int r) {
+  lua_rawgeti(L, lua_upvalueindex(2), RL_R_LAZY);
   lua_pushvalue(L, r);
-  lz_snap *s = lua_rawget(L, lua_upvalueindex(2)) == LUA_TUSERDATA
-                   ? lua_touserdata(L, -1)
-                   : NULL;
-  lua_pop(L, 1); /* the weak table anchors it while the request lives */
+  lz_snap *s =
+      lua_rawget(L, -2) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+  lua_pop(L, 2); /* the weak table anchors it while the request lives */
   return s;
 }
 
@@ -208,9 +212,11 @@ static void lz_push(lua_State *L, const lz_snap *s, int i) {
 static void lz_settle(lua_State *L, lz_snap *s) {
   if (s->done != LZ_ALL)
     return;
+  lua_rawgeti(L, lua_upvalueindex(2), RL_R_LAZY);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
-  lua_rawset(L, lua_upvalueindex(2));
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
   lua_pushnil(L);
   lua_setmetatable(L, 1);
 }
@@ -269,6 +275,44 @@ static int req_pairs(lua_State *L) {
   return 3;
 }
 
+/* A collection's end, told by the finalizer of an object nothing refers
+ * to, which makes the next such object for the next collection. */
+static int lz_cycle_gc(lua_State *L) {
+  lz_keys *ks = lua_touserdata(L, lua_upvalueindex(1));
+  ks->stale = 1;
+  lua_newuserdatauv(L, 0, 0);
+  lua_getmetatable(L, 1);
+  lua_setmetatable(L, -2);
+  return 0;
+}
+
+/* After a collection, a new weak table for the snapshots, sized for as many
+ * requests as came since the last one, with the old table's live entries
+ * (the collector has cleared the others). A table kept across collections
+ * costs more: Lua reuses a dead key's slot only for a key that hashes to
+ * it, and when the table fills it is rehashed to the size of its live
+ * keys, a few, then grows again by doubling; each request paid for that
+ * (~270 instructions). Nothing is replaced until the new table is whole,
+ * so running out of memory here leaves the old one in use. */
+static void lz_renew(lua_State *L, int K, lz_keys *ks) {
+  uint32_t n = ks->inserts;
+  ks->stale = 0;
+  ks->inserts = 0;
+  lua_rawgeti(L, K, RL_R_LAZY);
+  int old = lua_gettop(L);
+  lua_createtable(L, 0, n > (1u << 24) ? 1 << 24 : (int)n);
+  lua_getmetatable(L, old);
+  lua_setmetatable(L, -2);
+  lua_pushnil(L);
+  while (lua_next(L, old)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, old + 1);
+  }
+  lua_rawseti(L, K, RL_R_LAZY);
+  lua_pop(L, 1);
+}
+
 void rl__ring_open(lua_State *L, rl_ctx *ctx) {
   if (ctx->keys_ref != LUA_NOREF)
     return;
@@ -300,9 +344,9 @@ void rl__ring_open(lua_State *L, rl_ctx *ctx) {
     lua_pushlstring(L, lower, n);
     lua_rawseti(L, K, RL_K_METHODS + (methods[m].num & 63));
   }
-  /* the request tables' metatable, its upvalues: the lazy keys and the
-   * weak table of snapshots */
+  /* the request tables' metatable, its upvalues: the lazy keys and K */
   lz_keys *ks = lua_newuserdatauv(L, sizeof *ks, 1);
+  ctx->lazy = ks;
   lua_pushvalue(L, K); /* anchors the strings ks points into */
   lua_setiuservalue(L, -2, 1);
   for (int i = 0; i < LZ_N; i++) {
@@ -310,19 +354,29 @@ void rl__ring_open(lua_State *L, rl_ctx *ctx) {
     ks->key[i] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
-  lua_newtable(L);
+  ks->stale = 0;
+  ks->inserts = 0;
+  lua_newtable(L); /* the weak table */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
   lua_rawseti(L, K, RL_R_LAZY);
+  /* the first object whose finalizer tells a collection's end */
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, -3); /* ks */
+  lua_pushcclosure(L, lz_cycle_gc, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
   lua_createtable(L, 0, 4);
   static const luaL_Reg mms[] = {{"__index", req_index},
                                  {"__newindex", req_newindex},
                                  {"__pairs", req_pairs},
                                  {NULL, NULL}};
-  lua_insert(L, -3); /* the metatable below its two upvalues */
+  lua_insert(L, -2); /* the metatable below its upvalues: ks, K */
+  lua_pushvalue(L, K);
   luaL_setfuncs(L, mms, 2);
   lua_pushliteral(L, "ringlet.request");
   lua_setfield(L, -2, "__metatable");
@@ -335,6 +389,10 @@ void rl__push_request(lua_State *L, rl_exchange *x, int port,
   rl_http *h = &x->http;
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->ctx->keys_ref);
   int K = lua_gettop(L); /* interned keys: no lookup by C string */
+  lz_keys *ks = x->ctx->lazy;
+  if (ks->stale)
+    lz_renew(L, K, ks);
+  ks->inserts++;
   lua_createtable(L, 0, 4);
   int R = K + 1;
 

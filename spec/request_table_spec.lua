@@ -98,6 +98,21 @@ routes["/kept"] = function()
   return { status = 200, body = serialize(out) }
 end
 
+-- a full collection: its end makes the next request renew the weak table
+-- that finds snapshots (ring.c's lz_renew)
+routes["/collect"] = function()
+  collectgarbage()
+  collectgarbage()
+  return { status = 200, body = "collected" }
+end
+
+-- reads its lazy keys only after others came (and collections) meanwhile
+routes["/sleep-read"] = function(req)
+  ringlet.sleep(300)
+  return { status = 200, body = serialize({ n = req.headers["x-n"],
+    name = req.server_name }) }
+end
+
 routes["/passed-on"] = function(req)
   local function inner(r) return r.headers["x-one"], r.server_port end
   local co = coroutine.wrap(function(r) return inner(r) end)
@@ -224,6 +239,34 @@ describe("the request table's keys made on first use", function()
       assert.equal(tostring(i), kept[i].headers["x-n"])
       assert.equal(i * 300, #kept[i].headers["x-pad"])
       assert.equal("/keep", kept[i].uri)
+    end
+  end)
+
+  it("keeps requests' values across collections and renewals", function()
+    local function keep(i)
+      local res = assert(helper.request(port, "GET", "/keep",
+        { Host = "renew" .. i .. ".test", ["X-N"] = "r" .. i }))
+      return tonumber(res.body)
+    end
+    local first = keep(1)
+    -- one request waits in its handler, unread, while the table is renewed
+    local sleeper = assert(helper.connect(port))
+    finally(function() sleeper:close() end)
+    assert(sleeper:send(helper.request_bytes("GET", "/sleep-read",
+      { Host = "sleeper.test", ["X-N"] = "s" })))
+    for i = 2, 6 do
+      assert.equal("collected",
+        assert(helper.request(port, "GET", "/collect")).body)
+      keep(i)
+      for _ = 1, 20 do helper.request(port, "GET", "/nothing") end
+    end
+    local slept = helper.decode(assert(helper.read_response(sleeper)).body)
+    assert.same({ n = "s", name = "sleeper.test" }, slept)
+    local kept = get("/kept")
+    for i = 1, 6 do
+      local r = kept[first + i - 1]
+      assert.equal("renew" .. i .. ".test", r.server_name)
+      assert.equal("r" .. i, r.headers["x-n"])
     end
   end)
 
