@@ -60,7 +60,9 @@ int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud) {
 
 static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
   lua_State *co = t->co;
-  if (status != LUA_OK) {
+  /* a coroutine left in error (failed, or resumed by user code while its
+   * done callback ran: it had finished) is reset before it is reused */
+  if (status != LUA_OK || lua_status(co) != LUA_OK) {
 #if LUA_VERSION_RELEASE_NUM >= 50406
     lua_closethread(co, L);
 #else

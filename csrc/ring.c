@@ -838,17 +838,26 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx, int plain,
     return 1;
   }
   /* the keys come interned from ctx->keys_ref (lua_getfield would look
-   * each up by its C string); lua_gettable still honours __index */
+   * each up by its C string); lua_gettable still honours __index. The body
+   * first: whether a plain call can write it is known before the rest is
+   * read. */
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->ctx->keys_ref);
   int K = lua_gettop(L), r = -1;
+  lua_rawgeti(L, K, RL_K_BODY);
+  lua_gettable(L, idx);
+  int bidx = lua_gettop(L);
+  int bt = lua_type(L, bidx);
+  if (plain && (bt == LUA_TNIL || bt == LUA_TUSERDATA || bt == LUA_TFUNCTION)) {
+    r = 1; /* a listener, channel, file or iterator makes Lua values */
+    goto out;
+  }
   lua_rawgeti(L, K, RL_K_STATUS);
   if (lua_gettable(L, idx) != LUA_TNIL) {
     int ok;
     lua_Integer s = lua_tointegerx(L, -1, &ok);
     if (!ok || s < 100 || s > 999) {
       *err = "status must be an integer from 100 to 999";
-      lua_pop(L, 2);
-      return -1;
+      goto out;
     }
     status = (int)s;
   }
@@ -860,15 +869,6 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx, int plain,
     hidx = 0;
   } else if (!lua_istable(L, hidx)) {
     *err = "headers must be a table";
-    lua_pop(L, 2);
-    return -1;
-  }
-  lua_rawgeti(L, K, RL_K_BODY);
-  lua_gettable(L, idx);
-  int bidx = lua_gettop(L);
-  int bt = lua_type(L, bidx);
-  if (plain && (bt == LUA_TNIL || bt == LUA_TUSERDATA || bt == LUA_TFUNCTION)) {
-    r = 1; /* a listener, channel, file or iterator makes Lua values */
     goto out;
   }
   int no_body = status < 200 || status == 204 || status == 304;
@@ -926,6 +926,7 @@ int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx, int plain,
   }
   case LUA_TUSERDATA:
     if ((ch = rl__channel_test(L, bidx)) != NULL) {
+      lua_pushvalue(L, bidx); /* attach takes the channel at the top */
       r = rl__channel_attach(ch, h, L, idx, x->max_ws, err);
       break;
     }

@@ -96,7 +96,7 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
    * whose reading may raise (metamethods, a body that makes Lua values) is
    * read under a pcall of its own, so that a bad table is a 500 and never
    * a hung connection */
-  int r = rl__respond(x, co, idx, 0, 1, &err);
+  int r = lua_checkstack(co, 8) ? rl__respond(x, co, idx, 0, 1, &err) : 1;
   if (r < 0) {
     rl__log("bad response: %s", err);
     rl__http_error(&x->http, 500, NULL);
