@@ -294,13 +294,14 @@ static int lz_cycle_gc(lua_State *L) {
  * keys, a few, then grows again by doubling; each request paid for that
  * (~270 instructions). Nothing is replaced until the new table is whole,
  * so running out of memory here leaves the old one in use. */
+#define RL_LAZY_MAX (1 << 16) /* slots made at once (1.5 MiB); it grows on */
 static void lz_renew(lua_State *L, int K, lz_keys *ks) {
   uint32_t n = ks->inserts;
   ks->stale = 0;
   ks->inserts = 0;
   lua_rawgeti(L, K, RL_R_LAZY);
   int old = lua_gettop(L);
-  lua_createtable(L, 0, n > (1u << 24) ? 1 << 24 : (int)n);
+  lua_createtable(L, 0, n > RL_LAZY_MAX ? RL_LAZY_MAX : (int)n);
   lua_getmetatable(L, old);
   lua_setmetatable(L, -2);
   lua_pushnil(L);

@@ -97,24 +97,22 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
    * read under a pcall of its own, so that a bad table is a 500 and never
    * a hung connection */
   int r = lua_checkstack(co, 8) ? rl__respond(x, co, idx, 0, 1, &err) : 1;
-  if (r < 0) {
+  if (r > 0) {
+    lua_pushcfunction(co, respond_p);
+    lua_pushlightuserdata(co, x);
+    lua_pushvalue(co, idx);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, t->arg_ref); /* the request */
+    int st = lua_pcall(co, 3, 1, 0); /* nil, the reason, or an error */
+    err = lua_tostring(co, -1);
+    if (st != LUA_OK && err == NULL)
+      err = "(an error that is not a string)";
+  }
+  if (err) {
     rl__log("bad response: %s", err);
     rl__http_error(&x->http, 500, NULL);
   }
-  if (r <= 0)
-    return;
-  lua_pushcfunction(co, respond_p);
-  lua_pushlightuserdata(co, x);
-  lua_pushvalue(co, idx);
-  lua_rawgeti(co, LUA_REGISTRYINDEX, t->arg_ref); /* the request */
-  if (lua_pcall(co, 3, 1, 0) != LUA_OK) {
-    rl__log("bad response: %s", lua_tostring(co, -1));
-    rl__http_error(&x->http, 500, NULL);
-  } else if ((err = lua_tostring(co, -1)) != NULL) {
-    rl__log("bad response: %s", err);
-    rl__http_error(&x->http, 500, NULL);
-  }
-  lua_pop(co, 1);
+  if (r > 0)
+    lua_pop(co, 1);
 }
 
 /* Does `origins` (at oidx: an array of origins, "*" among them for any, or

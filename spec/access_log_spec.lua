@@ -268,6 +268,32 @@ end } }
       .. "function failed"), srv:stderr())
   end)
 
+  it("leaves the next request served when the log function resumes a "
+    .. "handler's finished coroutine", function()
+    -- the log function runs while the answer is written, after the handler's
+    -- coroutine finished; resuming it there must not spoil the pooled
+    -- coroutine the next request runs on
+    local srv = helper.start([[
+local saved
+return { handler = function(req)
+  if req.uri == "/save" then saved = coroutine.running() end
+  return { status = 200, body = "ok" }
+end, options = { access_log = function()
+  if saved then
+    local co = saved
+    saved = nil
+    coroutine.resume(co)
+  end
+end } }
+]])
+    finally(function() srv:stop() end)
+    for _, path in ipairs({ "/save", "/next", "/save", "/next", "/next" }) do
+      local res = helper.request(srv.port, "GET", path)
+      assert.equal(200, res.status, path .. ": " .. srv:stderr())
+    end
+    assert.equal(0, srv:stop())
+  end)
+
   it("refuses a bad value and a file it cannot open, naming the option",
     function()
       local ok, out = helper.run_script([[

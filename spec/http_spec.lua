@@ -145,6 +145,10 @@ routes["/indexed-response"] = function()
     end,
   })
 end
+routes["/bad-index-error-object"] = function()
+  -- raising a value that is not a string while the table is read
+  return setmetatable({}, { __index = function() error({}) end })
+end
 routes["/bad-crlf-name"] = function()
   return { status = 200, headers = { ["x-a\r\nInjected"] = "yes" },
            body = "x" }
@@ -685,6 +689,7 @@ describe("ringlet HTTP core", function()
         { "/bad-crlf-name", "a CR LF in a header name" },
         { "/bad-header-boolean", "a boolean header value" },
         { "/bad-header-item", "a table in an array header value" },
+        { "/bad-index-error-object", "__index raising a table" },
         { "/bad-status-0", "status 0" },
         { "/bad-status-99", "status 99" },
         { "/bad-status-1000", "status 1000" },
