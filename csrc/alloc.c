@@ -92,8 +92,11 @@ static void pool_put(rl_pool *p, void *b, size_t n) {
   p->free[k] = b;
 }
 
-static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  rl_pool *p = ud;
+/* Everything but taking a listed block and giving one back: slabs,
+ * resizes and large blocks. Kept out of line so that pool_alloc's two
+ * common cases run without saving a register. */
+static __attribute__((noinline)) void *pool_slow(rl_pool *p, void *ptr,
+                                                 size_t osize, size_t nsize) {
   if (ptr == NULL) {
     if (nsize == 0)
       return NULL; /* Lua frees and resizes empty arrays so */
@@ -135,6 +138,26 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
       free(ptr);
   }
   return nb;
+}
+
+static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  rl_pool *p = ud;
+  if (ptr == NULL) { /* a new block; osize is the kind of object */
+    if (nsize == 0)
+      return NULL; /* Lua frees and resizes empty arrays so */
+    if (nsize <= RL_POOL_MAX) {
+      void **list = &p->free[class_of(nsize)];
+      void *b = *list;
+      if (b) {
+        *list = *(void **)b;
+        return b;
+      }
+    }
+  } else if (nsize == 0 && osize <= RL_POOL_MAX) {
+    pool_put(p, ptr, osize);
+    return NULL;
+  }
+  return pool_slow(p, ptr, osize, nsize);
 }
 
 #endif
