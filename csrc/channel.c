@@ -600,12 +600,42 @@ static int message_p(lua_State *L) {
   return 0;
 }
 
+static int message_k(lua_State *L, int status, lua_KContext k) {
+  (void)L;
+  (void)status;
+  (void)k;
+  return 0;
+}
+
+/* on_message's task, first thing in its coroutine (whose resume protects
+ * it): the stack holds the message's place, the channel and on_message. */
+static int message_run(lua_State *L) {
+  void **a = lua_touserdata(L, 1);
+  lua_pushvalue(L, 2);
+  lua_pushlstring(L, a[1], *(size_t *)a[2]);
+  lua_pushboolean(L, *(int *)a[3] == 0x2);
+  lua_callk(L, 3, 0, 0, message_k);
+  return 0;
+}
+
 static void ws_message(void *ud, int opcode, const char *p, size_t n) {
   rl_channel *ch = ud;
   void *a[4] = {ch, (void *)p, &n, &opcode};
   ch_touch(ch);
   if (ch->closed && opcode != RL_WS_PONG)
     return; /* closing: late messages are dropped */
+  if (opcode == 0x1 || opcode == 0x2) {
+    /* the hot path: on_message(ch, message, binary) without a pcall */
+    lua_State *L = ch->ctx->L;
+    push_self(L, ch);
+    if (lua_getiuservalue(L, -1, CH_ON_MESSAGE) == LUA_TFUNCTION) {
+      ch->running++;
+      if (rl__task_run(ch->ctx, L, 2, message_run, a, cb_done, ch, NULL) < 0)
+        ch_unhold(L, ch);
+      return;
+    }
+    lua_pop(L, 2);
+  }
   rl__protect(ch->ctx, ch->ctx->L, message_p, a);
 }
 

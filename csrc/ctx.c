@@ -91,13 +91,14 @@ static void task_finish(rl_ctx *ctx, lua_State *L, rl_task *t, int status) {
   free(t);
 }
 
-/* Resume t's coroutine with nargs values on its stack. Returns t while it
- * is suspended, NULL once it finished. */
-static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
-  rl_ctx *ctx = t->ctx;
+/* What follows a resume that returned st with nres results on co: a
+ * yield parks the task (ringlet.sleep, rl__task_park) or is an error; the
+ * done callback gets the results or the error with its traceback; a
+ * finished task goes back to the pool. Returns t while it is suspended,
+ * NULL once it finished. Raises nothing when st is LUA_OK or the yield of
+ * a parked or sleeping task, unless the done callback does. */
+static rl_task *task_after(lua_State *L, rl_task *t, int st, int nres) {
   lua_State *co = t->co;
-  int nres = 0;
-  int st = lua_resume(co, L, nargs, &nres);
   if (st == LUA_YIELD) {
     if (t->sleep || t->parked) {
       lua_pop(co, nres);
@@ -119,44 +120,99 @@ static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
   }
   if (t->done)
     t->done(t, co, st, nres);
-  task_finish(ctx, L, t, st);
+  task_finish(t->ctx, L, t, st);
   return NULL;
+}
+
+/* Resume t's coroutine with nargs values on its stack. Returns t while it
+ * is suspended, NULL once it finished. */
+static rl_task *task_resume(lua_State *L, rl_task *t, int nargs) {
+  int nres = 0;
+  int st = lua_resume(t->co, L, nargs, &nres);
+  return task_after(L, t, st, nres);
+}
+
+/* A new task with its coroutine, not yet running. May raise on memory. */
+static rl_task *task_new(rl_ctx *ctx, lua_State *L) {
+  rl_task *t = malloc(sizeof *t);
+  if (t == NULL)
+    luaL_error(L, "out of memory");
+  memset(t, 0, sizeof *t);
+  t->ctx = ctx;
+  t->co = lua_newthread(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tasks_ref);
+  lua_pushvalue(L, -2);
+  lua_pushlightuserdata(L, t);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
+  lua_pushboolean(L, 0);
+  t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return t;
 }
 
 rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
                         rl_task_cb done, void *data, rl_task **slot) {
   if (anchor)
     anchor = lua_absindex(L, anchor);
-  rl_task *t;
-  if (ctx->npool > 0) {
-    t = ctx->pool[--ctx->npool];
-  } else {
-    t = malloc(sizeof *t);
-    if (t == NULL)
-      luaL_error(L, "out of memory");
-    memset(t, 0, sizeof *t);
-    t->ctx = ctx;
-    t->co = lua_newthread(L);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx->tasks_ref);
-    lua_pushvalue(L, -2);
-    lua_pushlightuserdata(L, t);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
-    lua_pushboolean(L, 0);
-    t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  rl_task *t = ctx->npool > 0 ? ctx->pool[--ctx->npool] : task_new(ctx, L);
   t->done = done;
   t->data = data;
   if (anchor) {
     lua_pushvalue(L, anchor);
-    lua_rawseti(L, LUA_REGISTRYINDEX, t->arg_ref);
+    lua_rawseti(L, LUA_REGISTRYINDEX, t->arg_ref); /* the slot exists */
     t->has_arg = 1;
   }
   if (slot)
     *slot = t; /* the owner can detach it even before it first yields */
   lua_xmove(L, t->co, nargs + 1);
   return task_resume(L, t, nargs);
+}
+
+static int pool_task_p(lua_State *L) {
+  rl_ctx *ctx = lua_touserdata(L, 1);
+  ctx->pool[ctx->npool++] = task_new(ctx, L);
+  return 0;
+}
+
+typedef struct {
+  rl_task *t;
+  int st, nres;
+} after_args;
+
+static int after_p(lua_State *L) {
+  after_args *a = lua_touserdata(L, 1);
+  (void)task_after(L, a->t, a->st, a->nres);
+  return 0;
+}
+
+int rl__task_run(rl_ctx *ctx, lua_State *L, int nargs, lua_CFunction entry,
+                 void *ud, rl_task_cb done, void *data, rl_task **slot) {
+  if (ctx->npool == 0) {
+    if (rl__protect(ctx, L, pool_task_p, ctx) != LUA_OK) {
+      lua_pop(L, nargs);
+      return -1;
+    }
+  }
+  rl_task *t = ctx->pool[--ctx->npool];
+  lua_State *co = t->co;
+  t->done = done;
+  t->data = data;
+  if (slot)
+    *slot = t;
+  lua_pushcfunction(co, entry); /* a pooled coroutine has LUA_MINSTACK */
+  lua_pushlightuserdata(co, ud);
+  lua_xmove(L, co, nargs);
+  int nres = 0;
+  ctx->running++;
+  int st = lua_resume(co, L, nargs + 1, &nres);
+  ctx->running--;
+  if (st == LUA_OK || (st == LUA_YIELD && (t->sleep || t->parked))) {
+    (void)task_after(L, t, st, nres); /* raises nothing (see rl_task_cb) */
+    return LUA_OK;
+  }
+  after_args a = {t, st, nres}; /* the traceback and the message allocate */
+  return rl__protect(ctx, L, after_p, &a);
 }
 
 /* ---- parked tasks -------------------------------------------------------- */
@@ -376,13 +432,14 @@ int rl__wait_mode(lua_State *L, rl_task **t) {
       *t = cur;
     return 1;
   }
-  return rl__ctx(L)->protected > 0 ? -1 : 0;
+  rl_ctx *ctx = rl__ctx(L);
+  return ctx->protected > 0 || ctx->running > 0 ? -1 : 0;
 }
 
 static void until_timer_cb(uv_timer_t *t) { *(int *)t->data = 1; }
 
 int rl__run_until(rl_ctx *ctx, int (*done)(void *ud), void *ud, uint64_t ms) {
-  if (ctx->protected > 0)
+  if (ctx->protected > 0 || ctx->running > 0)
     return -1;
   int timed_out = 0;
   uv_timer_t *t = NULL;

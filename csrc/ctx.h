@@ -25,6 +25,7 @@ struct rl_ctx {
   int handles;       /* other ringlet handles open on the loop (timers, servers'
                         stop timers) */
   int protected;     /* rl__protect calls running (nested ones skip pcall) */
+  int running;       /* rl__task_run resumes running (not protected calls) */
   int closing;       /* lua_close is running: no more Lua from callbacks */
   int keys_ref;      /* registry: interned strings (ring.c's RL_K_*) */
   int tasks_ref;     /* registry: thread -> task (light) */
@@ -58,9 +59,11 @@ int rl__protect(rl_ctx *ctx, lua_State *L, lua_CFunction f, void *ud);
 /* ---- coroutine tasks ------------------------------------------------------
  * Every handler and callback runs in its own coroutine. The done callback
  * gets the coroutine with `nres` results (status LUA_OK) or the error with
- * its traceback at the top (any other status); it runs inside a protected
- * call. `data` belongs to the starter, who sets it to NULL if it goes away
- * while the task is suspended. */
+ * its traceback at the top (any other status). It runs inside a protected
+ * call, except for a task of rl__task_run that finished well: that call
+ * must raise nothing (no allocation outside a pcall of its own). `data`
+ * belongs to the starter, who sets it to NULL if it goes away while the
+ * task is suspended. */
 typedef void (*rl_task_cb)(rl_task *t, lua_State *co, int status, int nres);
 
 struct rl_task {
@@ -89,6 +92,19 @@ struct rl_task {
  * pointer. */
 rl_task *rl__task_start(rl_ctx *ctx, lua_State *L, int anchor, int nargs,
                         rl_task_cb done, void *data, rl_task **slot);
+
+/* Start a task from a loop callback without a protected call around it
+ * (the coroutine is one): entry runs as the coroutine's function, with ud
+ * (a light userdata) at index 1 and the nargs values popped from L above
+ * it. It pushes what it calls and calls it with lua_callk, so that
+ * whatever entry does that may raise (make the arguments, on memory) is
+ * the task's error, given to done. A pooled coroutine runs it; only when
+ * the pool is empty is one made, under rl__protect. Returns LUA_OK; -1
+ * when no coroutine could be made (entry did not run, done will not be
+ * called); or the status of the protected call that reports the task's
+ * error, when that failed (on memory: done may not have run). */
+int rl__task_run(rl_ctx *ctx, lua_State *L, int nargs, lua_CFunction entry,
+                 void *ud, rl_task_cb done, void *data, rl_task **slot);
 
 /* The task running on L (a coroutine ringlet started), or NULL. */
 rl_task *rl__current_task(lua_State *L);

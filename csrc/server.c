@@ -85,7 +85,9 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
     rl__http_error(&x->http, 500, NULL);
     return;
   }
-  int idx = lua_gettop(co) - nres + 1;
+  int reqidx = lua_gettop(co); /* dispatch_k's, after the results */
+  nres--;
+  int idx = reqidx - nres;
   if (nres < 1 || !lua_istable(co, idx)) {
     rl__log("handler error: returned %s, expected a response table",
             nres < 1 ? "nothing" : luaL_typename(co, idx));
@@ -101,9 +103,10 @@ static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
     lua_pushcfunction(co, respond_p);
     lua_pushlightuserdata(co, x);
     lua_pushvalue(co, idx);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, t->arg_ref); /* the request */
+    lua_pushvalue(co, reqidx);
     int st = lua_pcall(co, 3, 1, 0); /* nil, the reason, or an error */
-    err = lua_tostring(co, -1);
+    /* (a number is not made a string here: that would allocate) */
+    err = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : NULL;
     if (st != LUA_OK && err == NULL)
       err = "(an error that is not a string)";
   }
@@ -177,26 +180,42 @@ static int origin_allowed(rl_http *h, lua_State *L, int oidx, int reqidx) {
   return ok;
 }
 
-static int dispatch_p(lua_State *L) {
+/* The handler's results, then the request: what the coroutine returns. */
+static int dispatch_k(lua_State *L, int status, lua_KContext k) {
+  (void)status;
+  (void)k;
+  lua_pushvalue(L, 2);
+  return lua_gettop(L) - 2;
+}
+
+/* The handler's task, first thing in its coroutine (whose resume protects
+ * it): make the request and call the handler with it. The request stays
+ * at 2, below the call, until the coroutine returns it after the
+ * handler's results: that anchors it while the handler runs (as_channel
+ * knows it by its address) and gives it to handler_done. */
+static int dispatch_run(lua_State *L) {
   rl_exchange *x = lua_touserdata(L, 1);
   rl_server *s = x->server;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->handler_ref);
   rl__push_request(L, x, s->port, s->name);
   if (x->http.websocket && s->origins_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->origins_ref);
-    int allowed = origin_allowed(&x->http, L, lua_gettop(L), lua_gettop(L) - 1);
+    int allowed = origin_allowed(&x->http, L, 3, 2);
     lua_pop(L, 1);
+    if (x->task == NULL)
+      return 0;     /* the origins function closed the connection */
     if (!allowed) { /* cross-site WebSocket hijacking: before the handler */
+      x->task->data = NULL; /* the task ends without an answer to give */
+      x->task = NULL;
+      s->inflight--;
       rl__http_error(&x->http, 403, "origin not allowed");
       return 0;
     }
   }
-  /* the task anchors the request while it runs, so as_channel can know it
-   * by its address */
-  x->req = lua_topointer(L, -1);
-  s->inflight++;
-  (void)rl__task_start(x->ctx, L, -1, 1, handler_done, x, &x->task);
-  return 0;
+  x->req = lua_topointer(L, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->handler_ref);
+  lua_pushvalue(L, 2);
+  lua_callk(L, 1, LUA_MULTRET, 0, dispatch_k);
+  return dispatch_k(L, LUA_OK, 0);
 }
 
 static void on_request(rl_http *h) {
@@ -208,8 +227,13 @@ static void on_request(rl_http *h) {
     rl__http_error(h, 503, "too many requests in flight");
     return;
   }
-  if (rl__protect(x->ctx, x->ctx->L, dispatch_p, x) != LUA_OK)
-    rl__conn_close(h->conn); /* out of memory: this connection cannot go on */
+  s->inflight++;
+  int st = rl__task_run(x->ctx, x->ctx->L, 0, dispatch_run, x, handler_done, x,
+                        &x->task);
+  if (st < 0)
+    s->inflight--; /* no task could be made: out of memory */
+  if (st != LUA_OK)
+    rl__conn_close(h->conn); /* this connection cannot go on */
 }
 
 static void on_written(rl_http *h) {
