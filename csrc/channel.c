@@ -141,18 +141,31 @@ static void ch_unhold(lua_State *L, rl_channel *ch) {
 static void call_on_error(lua_State *L, rl_channel *ch, int uidx,
                           const char *err);
 
+typedef struct {
+  rl_channel *ch;
+  lua_State *co; /* the finished task's */
+  int status, nres;
+} done_args;
+
+static int cb_error_p(lua_State *L) {
+  done_args *a = lua_touserdata(L, 1);
+  /* the channel userdata is the coroutine's first value no more; push it
+   * from the anchor */
+  push_self(L, a->ch);
+  call_on_error(L, a->ch, lua_gettop(L), lua_tostring(a->co, -1));
+  return 0;
+}
+
+/* A task's done callback runs unprotected when the task was started from
+ * a handler or callback that rl__task_run started (no pcall on ctx->L):
+ * what may raise on ctx->L goes through rl__protect. */
 static void cb_done(rl_task *t, lua_State *co, int status, int nres) {
   rl_channel *ch = t->data;
-  lua_State *L = ch->ctx->L;
-  (void)nres;
   if (status != LUA_OK) {
-    /* the channel userdata is the coroutine's first value no more; push it
-     * from the anchor */
-    push_self(L, ch);
-    call_on_error(L, ch, lua_gettop(L), lua_tostring(co, -1));
-    lua_pop(L, 1);
+    done_args a = {ch, co, status, nres};
+    rl__protect(ch->ctx, ch->ctx->L, cb_error_p, &a);
   }
-  ch_unhold(L, ch);
+  ch_unhold(ch->ctx->L, ch);
 }
 
 static void err_done(rl_task *t, lua_State *co, int status, int nres) {
@@ -1050,12 +1063,11 @@ static void stream_end(lua_State *L, rl_channel *ch, int uidx,
   stream_drain(L, ch, uidx, 0);
 }
 
-static void src_done(rl_task *task, lua_State *co, int status, int nres) {
-  rl_channel *ch = task->data;
-  if (ch == NULL)
-    return; /* the stream ended meanwhile */
-  lua_State *L = ch->ctx->L;
-  ch->src_task = NULL;
+static int src_done_p(lua_State *L) {
+  done_args *a = lua_touserdata(L, 1);
+  rl_channel *ch = a->ch;
+  lua_State *co = a->co;
+  int status = a->status, nres = a->nres;
   push_self(L, ch);
   int uidx = lua_gettop(L);
   int idx = lua_gettop(co) - nres + 1;
@@ -1072,7 +1084,16 @@ static void src_done(rl_task *task, lua_State *co, int status, int nres) {
     if (!ch->pumping) /* it had suspended: nobody else pumps */
       stream_pump(L, ch, uidx);
   }
-  lua_settop(L, uidx - 1);
+  return 0;
+}
+
+static void src_done(rl_task *task, lua_State *co, int status, int nres) {
+  rl_channel *ch = task->data;
+  if (ch == NULL)
+    return; /* the stream ended meanwhile */
+  ch->src_task = NULL;
+  done_args a = {ch, co, status, nres}; /* (see cb_done) */
+  rl__protect(ch->ctx, ch->ctx->L, src_done_p, &a);
 }
 
 /* One piece of the file being sent, or its end. */

@@ -204,13 +204,17 @@ int rl__task_run(rl_ctx *ctx, lua_State *L, int nargs, lua_CFunction entry,
   lua_pushlightuserdata(co, ud);
   lua_xmove(L, co, nargs);
   int nres = 0;
+  /* running until the done callback returned: user code it runs (a
+   * response's metamethods under a pcall of its own) must not run the
+   * loop in place either */
   ctx->running++;
   int st = lua_resume(co, L, nargs + 1, &nres);
-  ctx->running--;
   if (st == LUA_OK || (st == LUA_YIELD && (t->sleep || t->parked))) {
     (void)task_after(L, t, st, nres); /* raises nothing (see rl_task_cb) */
+    ctx->running--;
     return LUA_OK;
   }
+  ctx->running--;
   after_args a = {t, st, nres}; /* the traceback and the message allocate */
   return rl__protect(ctx, L, after_p, &a);
 }

@@ -184,6 +184,7 @@ static int origin_allowed(rl_http *h, lua_State *L, int oidx, int reqidx) {
 static int dispatch_k(lua_State *L, int status, lua_KContext k) {
   (void)status;
   (void)k;
+  luaL_checkstack(L, 1, NULL); /* the results may fill the stack */
   lua_pushvalue(L, 2);
   return lua_gettop(L) - 2;
 }

@@ -33,6 +33,15 @@ local routes = {
     ringlet.sleep(300)
     return { body = req.query_string }
   end,
+  ["/sleep-in-response"] = function()
+    -- read under a pcall of its own once the handler has returned
+    return setmetatable({}, { __index = function(_, k)
+      if k == "body" then
+        ringlet.sleep(200)
+        return "slept"
+      end
+    end })
+  end,
   ["/hello"] = function() return { body = "hello" } end,
   ["/ws"] = function(req)
     return ringlet.as_channel(req, {
@@ -82,6 +91,17 @@ describe("a handler's task", function()
     assert.truthy(helper.wait_until(function()
       return srv:stderr():find("ringlet.client: call it from a handler", 1,
         true)
+    end), srv:stderr())
+    assert.equal("hello", get("/hello").body)
+  end)
+
+  it("refuses ringlet.sleep in the response's metamethods, read after the "
+    .. "handler returned: one 500", function()
+    local res = get("/sleep-in-response")
+    assert.equal(500, res.status)
+    assert.truthy(helper.wait_until(function()
+      return srv:stderr():find("bad response: [^\n]*ringlet.sleep: call it "
+        .. "inside a handler")
     end), srv:stderr())
     assert.equal("hello", get("/hello").body)
   end)
