@@ -111,7 +111,8 @@ static rl_channel *check_ch(lua_State *L) {
   rl_channel *ch = lua_touserdata(L, 1);
   if (ch == NULL || !lua_getmetatable(L, 1))
     luaL_typeerror(L, 1, RL_CHANNEL_MT);
-  if (!lua_rawequal(L, -1, lua_upvalueindex(1)))
+  /* (both are tables: the same table has the same address) */
+  if (lua_topointer(L, -1) != lua_topointer(L, lua_upvalueindex(1)))
     luaL_typeerror(L, 1, RL_CHANNEL_MT);
   lua_pop(L, 1);
   return ch;
@@ -1304,11 +1305,11 @@ static int ws_send(lua_State *L, rl_channel *ch, int binary, int close,
 static int ch_send(lua_State *L) {
   rl_channel *ch = check_ch(L);
   int ok_idx = 0, err_idx = 0, close = 0, binary = 0;
-  lua_settop(L, 3);
-  lua_pushnil(L); /* 4: on_success */
-  lua_pushnil(L); /* 5: on_error */
-  if (!lua_isnil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 5); /* 4: on_success, 5: on_error (nil) */
+  int ot = lua_type(L, 3);
+  if (ot != LUA_TNIL) {
+    if (ot != LUA_TTABLE)
+      luaL_typeerror(L, 3, "table");
     lua_pushnil(L);
     while (lua_next(L, 3)) {
       size_t kl = 1;
@@ -1327,14 +1328,16 @@ static int ch_send(lua_State *L) {
         if (!lua_isfunction(L, -1))
           return luaL_error(L, "send: option '%s' must be a function", k);
         lua_copy(L, -1, is_ok ? 4 : 5);
+        if (is_ok)
+          ok_idx = 4;
+        else
+          err_idx = 5;
       } else {
         return luaL_error(L, "send: unknown option '%s'", k);
       }
       lua_pop(L, 1);
     }
   }
-  ok_idx = lua_isnil(L, 4) ? 0 : 4;
-  err_idx = lua_isnil(L, 5) ? 0 : 5;
 
   rl_conn *c = ch->conn;
   int is_map = 0;

@@ -147,6 +147,19 @@ routes["/ctl"] = function(req)
     record("table", ok, type(err))
     ch:send("after table")
   end
+  function commands.bad_options(ch)
+    local errs = {}
+    for _, opts in ipairs({ 42, { close = 1 }, { binary = "yes" },
+      { on_success = true }, { colour = true }, { [1] = true } }) do
+      local ok, err = pcall(ch.send, ch, "x", opts)
+      errs[#errs + 1] = tostring(ok) .. ": " .. tostring(err)
+    end
+    for _, self in ipairs({ io.stdout, {}, ringlet.as_channel }) do
+      local ok, err = pcall(ch.send, self, "x")
+      errs[#errs + 1] = tostring(ok) .. ": " .. tostring(err)
+    end
+    ch:send(table.concat(errs, "\n"))
+  end
   function commands.success(ch)
     record("send", ch:send("payload", {
       on_success = function() record("success") end,
@@ -793,6 +806,33 @@ describe("WebSocket", function()
       assert(ws.send_text(sock, "table"))
       assert.same({ OP.TEXT, "after table" }, { read_data(sock) })
       assert.same({ "open", "table false string" }, events(srv, tag))
+    end)
+
+    it("refuses bad send options with an error naming the option, and a "
+      .. "self that is not a channel", function()
+      local tag = new_tag()
+      local sock = ctl(tag)
+      finally(function() sock:close() end)
+      assert(ws.send_text(sock, "bad_options"))
+      local op, text = read_data(sock)
+      assert.equal(OP.TEXT, op)
+      local lines = {}
+      for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.matches("^false: bad argument #3 to '[^']+' %(table expected, "
+        .. "got number%)$", table.remove(lines, 1))
+      assert.same({
+        "false: send: option 'close' must be a boolean",
+        "false: send: option 'binary' must be a boolean",
+        "false: send: option 'on_success' must be a function",
+        "false: send: unknown option 'colour'",
+        "false: send: unknown option '?'",
+      }, { table.unpack(lines, 1, 5) })
+      -- ch.send called on what is not a channel
+      for i, got in ipairs({ "FILE%*", "table", "function" }) do
+        assert.matches("^false: bad argument #1 to '[^']+' %(ringlet%.channel "
+          .. "expected, got " .. got .. "%)$", lines[5 + i])
+      end
+      assert.equal(8, #lines)
     end)
 
     it("returns true and calls on_success once", function()
