@@ -976,7 +976,8 @@ static void stream_drain(lua_State *L, rl_channel *ch, int uidx, int fail) {
       lua_settop(L, top - 2);
       continue;
     }
-    lua_getmetatable(L, uidx); /* ch_send's upvalue, as a method's */
+    if (!lua_getmetatable(L, uidx)) /* ch_send's upvalue, as a method's */
+      lua_pushnil(L); /* (debug.setmetatable took it: check_ch refuses) */
     lua_pushcclosure(L, ch_send, 1);
     lua_pushvalue(L, uidx);
     lua_rawgeti(L, -3, 1);
@@ -1305,7 +1306,9 @@ static int ws_send(lua_State *L, rl_channel *ch, int binary, int close,
 static int ch_send(lua_State *L) {
   rl_channel *ch = check_ch(L);
   int ok_idx = 0, err_idx = 0, close = 0, binary = 0;
-  lua_settop(L, 5); /* 4: on_success, 5: on_error (nil) */
+  if (lua_gettop(L) > 3)
+    lua_settop(L, 3); /* (extra arguments are not options) */
+  lua_settop(L, 5);   /* 4: on_success, 5: on_error, nil until given */
   int ot = lua_type(L, 3);
   if (ot != LUA_TNIL) {
     if (ot != LUA_TTABLE)
