@@ -63,14 +63,20 @@ static size_t class_of(size_t n) {
   return (n + RL_POOL_STEP - 1) / RL_POOL_STEP;
 }
 
+/* A block of n bytes' class from its free list, or NULL when it is empty. */
+static inline void *pool_take(rl_pool *p, size_t n) {
+  void **list = &p->free[class_of(n)];
+  void *b = *list;
+  if (b)
+    *list = *(void **)b;
+  return b;
+}
+
 static void *pool_get(rl_pool *p, size_t n) {
-  size_t k = class_of(n);
-  void *b = p->free[k];
-  if (b) {
-    p->free[k] = *(void **)b;
+  void *b = pool_take(p, n);
+  if (b)
     return b;
-  }
-  size_t sz = k * RL_POOL_STEP;
+  size_t sz = class_of(n) * RL_POOL_STEP;
   if ((size_t)(p->end - p->bump) < sz) {
     rl_slab *s = malloc(RL_SLAB);
     if (s == NULL)
@@ -93,15 +99,12 @@ static void pool_put(rl_pool *p, void *b, size_t n) {
 }
 
 /* Everything but taking a listed block and giving one back: slabs,
- * resizes and large blocks. Kept out of line so that pool_alloc's two
- * common cases run without saving a register. */
+ * resizes and large blocks (never ptr NULL with nsize 0). Kept out of line so
+ * that pool_alloc's two common cases run without saving a register. */
 static __attribute__((noinline)) void *pool_slow(rl_pool *p, void *ptr,
                                                  size_t osize, size_t nsize) {
-  if (ptr == NULL) {
-    if (nsize == 0)
-      return NULL; /* Lua frees and resizes empty arrays so */
-    osize = 0;     /* then osize is the kind of object, not a size */
-  }
+  if (ptr == NULL)
+    osize = 0; /* then osize is the kind of object, not a size */
   int small_old = ptr && osize <= RL_POOL_MAX;
   if (nsize == 0) {
     if (small_old)
@@ -145,14 +148,9 @@ static void *pool_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (ptr == NULL) { /* a new block; osize is the kind of object */
     if (nsize == 0)
       return NULL; /* Lua frees and resizes empty arrays so */
-    if (nsize <= RL_POOL_MAX) {
-      void **list = &p->free[class_of(nsize)];
-      void *b = *list;
-      if (b) {
-        *list = *(void **)b;
-        return b;
-      }
-    }
+    void *b = nsize <= RL_POOL_MAX ? pool_take(p, nsize) : NULL;
+    if (b)
+      return b;
   } else if (nsize == 0 && osize <= RL_POOL_MAX) {
     pool_put(p, ptr, osize);
     return NULL;

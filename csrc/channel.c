@@ -585,12 +585,10 @@ static int message_p(lua_State *L) {
     ch_call(L, ch, uidx, opcode == RL_WS_PONG ? "on_pong" : "on_ping", 1);
     return 0;
   }
-  /* on_message(ch, message, binary): the hot path, so the callback is
-   * kept in a user value of its own rather than looked up by name */
-  int type = lua_getiuservalue(L, uidx, CH_ON_MESSAGE);
-  if (type == LUA_TNIL)
-    return 0;
-  if (type == LUA_TTABLE) { /* a client's inbox */
+  /* on_message is kept in a user value of its own rather than looked up
+   * by name; a function is called by ws_message itself (the hot path) */
+  if (lua_getiuservalue(L, uidx, CH_ON_MESSAGE) == LUA_TTABLE) {
+    /* a client's inbox */
     if (ch->receiver) {
       lua_pushlstring(L, p, n);
       lua_pushboolean(L, opcode == 0x2);
@@ -605,12 +603,7 @@ static int message_p(lua_State *L) {
       ch->in_paused = 1;
       rl__conn_read_stop(ch->conn);
     }
-    return 0;
   }
-  lua_pushvalue(L, uidx);
-  lua_pushlstring(L, p, n);
-  lua_pushboolean(L, opcode == 0x2);
-  ch_start(L, ch, 3, 0);
   return 0;
 }
 
@@ -1306,9 +1299,9 @@ static int ws_send(lua_State *L, rl_channel *ch, int binary, int close,
 static int ch_send(lua_State *L) {
   rl_channel *ch = check_ch(L);
   int ok_idx = 0, err_idx = 0, close = 0, binary = 0;
-  if (lua_gettop(L) > 3)
-    lua_settop(L, 3); /* (extra arguments are not options) */
-  lua_settop(L, 5);   /* 4: on_success, 5: on_error, nil until given */
+  /* 4: on_success, 5: on_error, read only through ok_idx and err_idx, which
+   * the options set (so an extra argument there is never taken for one) */
+  lua_settop(L, 5);
   int ot = lua_type(L, 3);
   if (ot != LUA_TNIL) {
     if (ot != LUA_TTABLE)

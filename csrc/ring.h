@@ -63,12 +63,12 @@ void rl__ring_open(lua_State *L, rl_ctx *ctx);
 void rl__push_request(lua_State *L, rl_exchange *x, int port, const char *name);
 /* Write the response at L[idx] (a handler's result to the request at
  * L[reqidx]) on x, or fail with a message in *err (then nothing was
- * written). plain: reading must not raise (an error would unwind past the
- * task that ran the handler): a response with a metatable, or whose body is
- * nil (a listener), a file, a channel or a function, is left unwritten and 1
- * returned, for the caller to call again under a pcall. A plain table with
- * a string or array body is read raw and written without making a Lua
- * value. */
+ * written). plain: reading must not raise (handler_done runs it after the
+ * handler's task, outside any protected call): a response with a metatable, or
+ * whose body is nil (a listener), a file, a channel or a function, is left
+ * unwritten and 1 returned, for the caller to call again under a pcall. A plain
+ * table with a string or array body is read raw and written without making a
+ * Lua value. */
 int rl__respond(rl_exchange *x, lua_State *L, int idx, int reqidx, int plain,
                 const char **err);
 /* The socket can take more of a streamed body (from the server's HTTP

@@ -71,6 +71,14 @@ static int respond_p(lua_State *L) {
   return 0;
 }
 
+/* The exchange no longer waits for its handler's task: the task ends
+ * without an answer to give (handler_done sees no exchange). */
+static void let_task_go(rl_exchange *x) {
+  x->task->data = NULL;
+  x->task = NULL;
+  ((rl_server *)x->server)->inflight--;
+}
+
 static void handler_done(rl_task *t, lua_State *co, int status, int nres) {
   rl_exchange *x = t->data;
   if (x == NULL)
@@ -205,9 +213,7 @@ static int dispatch_run(lua_State *L) {
     if (x->task == NULL)
       return 0;     /* the origins function closed the connection */
     if (!allowed) { /* cross-site WebSocket hijacking: before the handler */
-      x->task->data = NULL; /* the task ends without an answer to give */
-      x->task = NULL;
-      s->inflight--;
+      let_task_go(x);
       rl__http_error(&x->http, 403, "origin not allowed");
       return 0;
     }
@@ -247,11 +253,8 @@ static void on_written(rl_http *h) {
 
 static void on_close(rl_http *h) {
   rl_exchange *x = (rl_exchange *)h;
-  if (x->task) {
-    x->task->data = NULL;
-    x->task = NULL;
-    ((rl_server *)x->server)->inflight--;
-  }
+  if (x->task)
+    let_task_go(x);
   rl__body_release(x);
   if (h->stream)
     rl__channel_detach(h->stream); /* on_close fires */

@@ -160,6 +160,12 @@ routes["/ctl"] = function(req)
     end
     ch:send(table.concat(errs, "\n"))
   end
+  function commands.extra_args(ch)
+    -- arguments past the options are not callbacks
+    record("send", ch:send("extra", nil,
+      function() record("4th argument called") end,
+      function() record("5th argument called") end))
+  end
   function commands.success(ch)
     record("send", ch:send("payload", {
       on_success = function() record("success") end,
@@ -842,6 +848,20 @@ describe("WebSocket", function()
       assert(ws.send_text(sock, "success"))
       assert.same({ OP.TEXT, "payload" }, { read_data(sock) })
       assert.same({ "open", "send true", "success" },
+        sorted(wait_event(srv, tag, "^success$")))
+    end)
+
+    it("takes no callback from arguments past the options", function()
+      local tag = new_tag()
+      local sock = ctl(tag)
+      finally(function() sock:close() end)
+      assert(ws.send_text(sock, "extra_args"))
+      assert.same({ OP.TEXT, "extra" }, { read_data(sock) })
+      -- a send with on_success after it: its callback comes once the
+      -- first send's would have
+      assert(ws.send_text(sock, "success"))
+      assert.same({ OP.TEXT, "payload" }, { read_data(sock) })
+      assert.same({ "open", "send true", "send true", "success" },
         sorted(wait_event(srv, tag, "^success$")))
     end)
 
